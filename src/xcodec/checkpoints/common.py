@@ -1,0 +1,184 @@
+"""Checkpoint plumbing shared by every model: find the files, read tensors, load strictly.
+
+Model files do no I/O; this module does all of it. Loading is strict by design: a key
+that is missing or left over raises :class:`~xcodec.errors.CheckpointError` with the
+names, because a silently random layer is the worst bug a codec can have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xcodec.errors import CheckpointError
+
+__all__ = [
+    "SAFETENSORS_INDEX",
+    "SAFETENSORS_NAME",
+    "fold_weight_norm",
+    "load_pickle_state_dict",
+    "load_safetensors_folder",
+    "load_state_dict_strict",
+    "resolve_checkpoint",
+    "save_safetensors_folder",
+    "unfold_weight_norm",
+]
+
+SAFETENSORS_NAME = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+CONFIG_NAME = "config.json"
+# Files fetched from the hub for a Transformers-layout or original-layout checkpoint.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.yaml", "*.pth", "*.ckpt", "*.bin"]
+
+
+def resolve_checkpoint(
+    id_or_path: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool | None = None,
+    token: str | bool | None = None,
+) -> Path:
+    """Return a local folder (or file) holding the checkpoint ``id_or_path``.
+
+    A path that exists is returned as is. Anything else is taken as a Hugging Face hub
+    repo id and downloaded through ``huggingface_hub.snapshot_download`` (its cache,
+    ``revision``, ``HF_HUB_OFFLINE`` and ``local_files_only`` are honoured).
+    """
+    path = Path(id_or_path).expanduser()
+    if path.exists():
+        return path
+    text = str(id_or_path)
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep + os.sep in text:
+        raise CheckpointError(f"checkpoint path {text!r} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - huggingface_hub is a dependency
+        raise CheckpointError("huggingface_hub is needed to download checkpoints") from exc
+    try:
+        folder = snapshot_download(
+            text,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=bool(local_files_only),
+            allow_patterns=_HUB_PATTERNS,
+            token=token,
+        )
+    except Exception as exc:
+        raise CheckpointError(
+            f"could not get {text!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). "
+            "If this machine is offline, download the checkpoint elsewhere and pass its local "
+            "folder instead (for example `--model /path/to/xcodec2-hf`), or set HF_HOME to a "
+            "cache that already holds it."
+        ) from exc
+    return Path(folder)
+
+
+def _read_safetensors_file(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc} (truncated or not a safetensors file?)") from exc
+
+
+def load_safetensors_folder(folder: Path) -> dict[str, torch.Tensor]:
+    """Read ``model.safetensors``, or every shard a ``model.safetensors.index.json`` names."""
+    index = folder / SAFETENSORS_INDEX
+    single = folder / SAFETENSORS_NAME
+    if single.exists():
+        return _read_safetensors_file(single)
+    if index.exists():
+        try:
+            weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+        except (OSError, KeyError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read shard index {index}: {exc}") from exc
+        state: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(weight_map.values())):
+            state.update(_read_safetensors_file(folder / shard))
+        missing = sorted(set(weight_map) - set(state))
+        if missing:
+            raise CheckpointError(f"{index} lists tensors no shard holds: {missing[:10]}")
+        return state
+    raise CheckpointError(f"{folder} holds neither {SAFETENSORS_NAME} nor {SAFETENSORS_INDEX}")
+
+
+def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a ``.pth``/``.ckpt``/``.bin`` state dict with ``torch.load(weights_only=True)``.
+
+    Lightning-style ``{"state_dict": ...}`` wrappers are unwrapped; non-tensor entries
+    (some published files carry them) are dropped.
+    """
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read {path} as a weights-only torch checkpoint: {exc}") from exc
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} does not hold a state dict (got {type(obj).__name__})")
+    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def fold_weight_norm(g: torch.Tensor, v: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Return ``w = g * v / ||v||``, the norm taken over every axis except ``dim``.
+
+    ``dim=0`` is the classic ``weight_norm`` of a Conv1d (g: (out, 1, 1)); a
+    ConvTranspose1d keeps ``dim=0`` too, which there is the input-channel axis; the
+    HuBERT/WavLM positional conv uses ``dim=2`` (one norm per kernel tap).
+    """
+    # torch's own kernel, so the folded weight equals, bit for bit, what the reference
+    # recomputes in every forward pass.
+    return torch._weight_norm(v, g, dim % v.dim())
+
+
+def unfold_weight_norm(w: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`fold_weight_norm`: ``(g, v)`` with ``v = w`` and ``g = ||w||``."""
+    axes = [a for a in range(w.dim()) if a != dim % w.dim()]
+    return w.norm(dim=axes, keepdim=True), w.clone()
+
+
+def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Copy ``state`` into ``module``; raise naming every missing, unexpected or misshapen key."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshapen = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_preview(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
+    if misshapen:
+        problems.append(f"shape mismatches ({len(misshapen)}): {_preview(misshapen)}")
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not match the model: " + "; ".join(problems))
+    with torch.no_grad():
+        for key, target in own.items():
+            target.copy_(state[key].to(dtype=target.dtype))
+
+
+def _preview(names: Iterable[str], limit: int = 20) -> str:
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def save_safetensors_folder(state: Mapping[str, torch.Tensor], folder: Path) -> None:
+    """Write ``model.safetensors`` (contiguous, CPU copies) into ``folder``."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    save_file(tensors, str(folder / SAFETENSORS_NAME), metadata={"format": "pt"})
