@@ -85,7 +85,9 @@ class CodecModel(nn.Module, abc.ABC):
         """
 
     @abc.abstractmethod
-    def detokenize(self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None) -> DetokenizeResult:
+    def detokenize(
+        self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None
+    ) -> DetokenizeResult:
         """Decode a padded batch of codes, (batch, num_codebooks, frames), to audio."""
 
     @property

@@ -1,0 +1,107 @@
+"""One entry point for both codecs: pick the model class from what a checkpoint holds.
+
+Detection order (first match wins):
+1. a folder (or hub repo) with ``config.json`` whose ``model_type`` is ``xcodec2`` or ``xcodec``
+   (the Transformers layout);
+2. a ``config.json`` with the original ``xcodec2`` package's BigCodecConfig keys;
+3. a ``.pth``/``.ckpt`` file, or a folder holding one next to a ``config.yaml``
+   (the original X-Codec layout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xcodec.base import CodecModel
+from xcodec.checkpoints.common import CONFIG_NAME, resolve_checkpoint
+from xcodec.errors import CheckpointError
+
+__all__ = ["AutoFeatureExtractor", "AutoModel", "detect_codec"]
+
+_PICKLE_SUFFIXES = (".pth", ".ckpt", ".pt", ".bin")
+
+
+def detect_codec(path: Path) -> str:
+    """Return ``"xcodec2"`` or ``"xcodec"`` for a local checkpoint path; raise if neither."""
+    if path.is_file():
+        if path.suffix in _PICKLE_SUFFIXES:
+            return "xcodec"
+        if path.name == CONFIG_NAME:
+            path = path.parent
+        else:
+            raise CheckpointError(
+                f"{path} is not a checkpoint (expected a folder, config.json or a .pth file)"
+            )
+    config_file = path / CONFIG_NAME
+    if config_file.exists():
+        try:
+            values = json.loads(config_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read {config_file}: {exc}") from exc
+        model_type = values.get("model_type") if isinstance(values, dict) else None
+        if model_type in ("xcodec2", "xcodec"):
+            return str(model_type)
+        if model_type is not None:
+            raise CheckpointError(
+                f"{config_file} has model_type {model_type!r}; xcodec loads 'xcodec2' and 'xcodec'"
+            )
+        from xcodec.checkpoints.xcodec2_original import is_original_xcodec2
+
+        if is_original_xcodec2(path):
+            return "xcodec2"
+    if any(path.glob("*.pth")) or any(path.glob("*.ckpt")):
+        return "xcodec"
+    raise CheckpointError(
+        f"{path} is not an X-Codec or X-Codec2 checkpoint: expected config.json (Transformers or "
+        "original xcodec2 layout) or a .pth state dict with its config.yaml (original X-Codec layout)"
+    )
+
+
+def _model_class(kind: str) -> type[CodecModel]:
+    if kind == "xcodec2":
+        from xcodec.models.xcodec2 import Xcodec2Model
+
+        return Xcodec2Model
+    from xcodec.models.xcodec import XcodecModel
+
+    return XcodecModel
+
+
+class AutoModel:
+    """``AutoModel.from_pretrained(id_or_path)`` returns an ``Xcodec2Model`` or an ``XcodecModel``."""
+
+    @staticmethod
+    def from_pretrained(
+        id_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool | None = None,
+        token: str | bool | None = None,
+    ) -> CodecModel:
+        path = resolve_checkpoint(
+            id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
+        model_class = _model_class(detect_codec(path))
+        model: CodecModel = model_class.from_pretrained(path, device=device, dtype=dtype)  # type: ignore[attr-defined]
+        return model
+
+
+class AutoFeatureExtractor:
+    """``AutoFeatureExtractor.from_pretrained(id_or_path)``: the extractor matching the checkpoint."""
+
+    @staticmethod
+    def from_pretrained(id_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> Any:
+        path = resolve_checkpoint(id_or_path, **hub_kwargs)
+        from xcodec.features import Xcodec2FeatureExtractor, XcodecFeatureExtractor
+
+        if detect_codec(path) == "xcodec2":
+            return Xcodec2FeatureExtractor.from_pretrained(path)
+        return XcodecFeatureExtractor.from_pretrained(path if path.is_dir() else path.parent)
