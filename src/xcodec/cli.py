@@ -240,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("destination", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_random_checkpoint)
+
+    from xcodec.dataset.cli import add_tokenize_command
+
+    add_tokenize_command(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Corpus tokenization: manifests in, Parquet shards of codes out, resumable."""

@@ -1,0 +1,179 @@
+"""DAC (Descript Audio Codec) building blocks: Snake, residual units, encoder and decoder.
+
+Module and parameter names follow Transformers' ``DacEncoder``/``DacDecoder`` so that the
+state-dict keys match; weight norm is not applied here (a checkpoint that carries it is
+folded into plain ``.weight`` tensors at load time, see :mod:`xcodec.checkpoints.xcodec`).
+
+Lengths: every residual unit keeps the time length ("same" padding); an encoder block
+divides it by its stride, a decoder block multiplies it by its stride when
+``odd_stride_output_padding`` is on (X-Codec's variant) or when all strides are even.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from xcodec.configs.dac import DacConfig
+
+__all__ = ["DacDecoder", "DacDecoderBlock", "DacEncoder", "DacEncoderBlock", "DacResidualUnit", "Snake1d"]
+
+
+class Snake1d(nn.Module):
+    """Snake activation ``x + sin(alpha x)^2 / alpha`` with one learnt ``alpha`` per channel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, time) -> (batch, channels, time)."""
+        # The 1e-9 keeps alpha = 0 finite; written as in DAC so the rounding is the same.
+        inverse_alpha = (self.alpha + 1e-9).reciprocal()
+        return hidden_states + inverse_alpha * torch.sin(self.alpha * hidden_states).pow(2)
+
+
+class DacResidualUnit(nn.Module):
+    """Snake -> dilated conv (k7) -> Snake -> conv (k1), added to the input."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.snake1 = Snake1d(channels)
+        self.conv1 = nn.Conv1d(channels, channels, kernel_size=7, dilation=dilation, padding=3 * dilation)
+        self.snake2 = Snake1d(channels)
+        self.conv2 = nn.Conv1d(channels, channels, kernel_size=1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, time) -> (batch, channels, time).
+
+        DAC crops the skip path when the branch comes out shorter; with kernel 7 and
+        padding 3·dilation it never does, so there is nothing to crop.
+        """
+        branch = self.conv1(self.snake1(hidden_states))
+        branch = self.conv2(self.snake2(branch))
+        return hidden_states + branch
+
+
+class DacEncoderBlock(nn.Module):
+    """Three residual units (dilation 1, 3, 9), Snake, then a strided conv doubling the channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.res_unit1 = DacResidualUnit(in_channels, dilation=1)
+        self.res_unit2 = DacResidualUnit(in_channels, dilation=3)
+        self.res_unit3 = DacResidualUnit(in_channels, dilation=9)
+        self.snake1 = Snake1d(in_channels)
+        self.conv1 = nn.Conv1d(
+            in_channels, out_channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)
+        )
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(batch, in_channels, time) -> (batch, out_channels, time // stride)."""
+        hidden_states = self.res_unit1(hidden_states)
+        hidden_states = self.res_unit2(hidden_states)
+        hidden_states = self.res_unit3(hidden_states)
+        return self.conv1(self.snake1(hidden_states))
+
+
+class DacEncoder(nn.Module):
+    """Waveform (batch, 1, samples) -> latent (batch, hidden_size, frames)."""
+
+    def __init__(self, config: DacConfig) -> None:
+        super().__init__()
+        width = config.encoder_hidden_size
+        self.conv1 = nn.Conv1d(1, width, kernel_size=7, padding=3)
+        blocks = []
+        for stride in config.downsampling_ratios:
+            blocks.append(DacEncoderBlock(width, 2 * width, stride))
+            width *= 2
+        self.block = nn.ModuleList(blocks)
+        self.snake1 = Snake1d(width)
+        self.conv2 = nn.Conv1d(width, config.resolved_hidden_size, kernel_size=3, padding=1)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(batch, 1, samples) -> (batch, hidden_size, frames)."""
+        hidden_states = self.conv1(waveform)
+        for block in self.block:
+            hidden_states = block(hidden_states)
+        return self.conv2(self.snake1(hidden_states))
+
+    def output_length(self, num_samples: int) -> int:
+        """Frames :meth:`forward` returns for ``num_samples`` input samples, without running it."""
+        length = num_samples
+        for conv in self.modules():
+            if isinstance(conv, nn.Conv1d):
+                (padding,) = _as_tuple(conv.padding)
+                (dilation,) = conv.dilation
+                (kernel,) = conv.kernel_size
+                (stride,) = conv.stride
+                length = (length + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+        return length
+
+
+class DacDecoderBlock(nn.Module):
+    """Snake, a transposed conv upsampling by ``stride``, then three residual units."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, output_padding: int = 0) -> None:
+        super().__init__()
+        self.snake1 = Snake1d(in_channels)
+        self.conv_t1 = nn.ConvTranspose1d(
+            in_channels,
+            out_channels,
+            kernel_size=2 * stride,
+            stride=stride,
+            padding=math.ceil(stride / 2),
+            output_padding=output_padding,
+        )
+        self.res_unit1 = DacResidualUnit(out_channels, dilation=1)
+        self.res_unit2 = DacResidualUnit(out_channels, dilation=3)
+        self.res_unit3 = DacResidualUnit(out_channels, dilation=9)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(batch, in_channels, time) -> (batch, out_channels, upsampled time)."""
+        hidden_states = self.conv_t1(self.snake1(hidden_states))
+        hidden_states = self.res_unit1(hidden_states)
+        hidden_states = self.res_unit2(hidden_states)
+        return self.res_unit3(hidden_states)
+
+
+class DacDecoder(nn.Module):
+    """Latent (batch, hidden_size, frames) -> waveform (batch, 1, samples).
+
+    ``odd_stride_output_padding`` and ``final_tanh`` select X-Codec's variant of the DAC
+    decoder: X-Codec gives each transposed conv ``output_padding = stride % 2`` (so a
+    stride-5 block upsamples exactly 5x) and has no tanh at the end; plain DAC has
+    ``output_padding = 0`` and a tanh. Neither option changes the state-dict keys.
+    """
+
+    def __init__(self, config: DacConfig, *, odd_stride_output_padding: bool = False, final_tanh: bool = True) -> None:
+        super().__init__()
+        width = config.decoder_hidden_size
+        self.conv1 = nn.Conv1d(config.resolved_hidden_size, width, kernel_size=7, padding=3)
+        blocks = []
+        for stride in config.resolved_upsampling_ratios:
+            output_padding = stride % 2 if odd_stride_output_padding else 0
+            blocks.append(DacDecoderBlock(width, width // 2, stride, output_padding))
+            width //= 2
+        self.block = nn.ModuleList(blocks)
+        self.snake1 = Snake1d(width)
+        self.conv2 = nn.Conv1d(width, 1, kernel_size=7, padding=3)
+        self.final_tanh = final_tanh
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """(batch, hidden_size, frames) -> (batch, 1, samples)."""
+        hidden_states = self.conv1(latent)
+        for block in self.block:
+            hidden_states = block(hidden_states)
+        waveform = self.conv2(self.snake1(hidden_states))
+        return torch.tanh(waveform) if self.final_tanh else waveform
+
+
+def _as_tuple(padding: str | int | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(padding, str):
+        raise ValueError(f"string padding {padding!r} is not used by DAC convolutions")
+    if isinstance(padding, int):
+        return (padding,)
+    return tuple(padding)

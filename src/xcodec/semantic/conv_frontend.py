@@ -1,0 +1,226 @@
+"""The wav2vec 2.0 front end that HuBERT and WavLM share.
+
+Waveform -> strided conv stack (``feature_extractor``) -> LayerNorm + linear
+(``feature_projection``) -> plus a grouped positional convolution
+(``encoder.pos_conv_embed``). Module and parameter names equal Transformers' so a
+checkpoint's keys map one to one; the one exception is the positional conv's weight norm,
+which is folded into a plain ``weight`` at load time by :func:`fold_pos_conv_weight_norm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xcodec.checkpoints.common import fold_weight_norm, unfold_weight_norm
+from xcodec.configs.ssl import SslEncoderConfig
+from xcodec.errors import CheckpointError
+
+__all__ = [
+    "ConvFeatureEncoder",
+    "FeatureProjection",
+    "PositionalConvEmbedding",
+    "activation_function",
+    "conv_output_lengths",
+    "feature_frame_mask",
+    "fold_pos_conv_weight_norm",
+    "unfold_pos_conv_weight_norm",
+]
+
+# Transformers' ACT2FN names we accept; "gelu" is the exact (erf) GELU.
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+}
+
+_POS_CONV = "encoder.pos_conv_embed.conv."
+_POS_CONV_BATCH_NORM = "encoder.pos_conv_embed.batch_norm.weight"
+# Weight norm of the positional conv keeps one norm per kernel tap.
+_POS_CONV_WEIGHT_NORM_DIM = 2
+
+
+def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return the activation Transformers calls ``name``; raise ValueError for one we do not build."""
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unsupported activation {name!r}; expected one of {sorted(_ACTIVATIONS)}") from None
+
+
+class _ConvLayer(nn.Module):
+    """One strided conv, an optional norm, then the activation."""
+
+    def __init__(self, config: SslEncoderConfig, layer_id: int, norm: str | None) -> None:
+        super().__init__()
+        in_channels = config.conv_dim[layer_id - 1] if layer_id > 0 else 1
+        out_channels = config.conv_dim[layer_id]
+        self.conv = nn.Conv1d(
+            in_channels,
+            out_channels,
+            kernel_size=config.conv_kernel[layer_id],
+            stride=config.conv_stride[layer_id],
+            bias=config.conv_bias,
+        )
+        self.norm = norm
+        # Upstream quirk: both conv norms use torch's default eps 1e-5, not
+        # config.layer_norm_eps (pinned by the layer_norm_eps tests in tests/test_ssl_semantic.py).
+        self.layer_norm: nn.Module | None
+        if norm == "group":
+            # One group per channel: each channel is normalised over the whole utterance.
+            self.layer_norm = nn.GroupNorm(num_groups=out_channels, num_channels=out_channels, affine=True)
+        elif norm == "layer":
+            self.layer_norm = nn.LayerNorm(out_channels, elementwise_affine=True)
+        else:
+            self.layer_norm = None
+        self.activation = activation_function(config.feat_extract_activation)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.conv(hidden_states)
+        if self.norm == "group":
+            assert self.layer_norm is not None
+            hidden_states = self.layer_norm(hidden_states)
+        elif self.norm == "layer":
+            assert self.layer_norm is not None
+            hidden_states = self.layer_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        return self.activation(hidden_states)
+
+
+class ConvFeatureEncoder(nn.Module):
+    """The strided conv stack that turns samples into frames (``feature_extractor``)."""
+
+    def __init__(self, config: SslEncoderConfig) -> None:
+        super().__init__()
+        if config.feat_extract_norm == "group":
+            norms: list[str | None] = ["group"] + [None] * (config.num_feat_extract_layers - 1)
+        elif config.feat_extract_norm == "layer":
+            norms = ["layer"] * config.num_feat_extract_layers
+        else:
+            raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {config.feat_extract_norm!r}")
+        self.conv_layers = nn.ModuleList(_ConvLayer(config, i, norm) for i, norm in enumerate(norms))
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) waveform -> (batch, conv_dim[-1], frames) features."""
+        hidden_states = input_values[:, None, :]
+        for conv_layer in self.conv_layers:
+            hidden_states = conv_layer(hidden_states)
+        return hidden_states
+
+
+class FeatureProjection(nn.Module):
+    """Optional LayerNorm of the conv features, then a linear map to ``hidden_size``."""
+
+    def __init__(self, config: SslEncoderConfig, *, layer_norm: bool) -> None:
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(config.conv_dim[-1], eps=config.layer_norm_eps) if layer_norm else None
+        self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, conv_dim[-1]) -> (batch, frames, hidden_size)."""
+        if self.layer_norm is not None:
+            features = self.layer_norm(features)
+        return self.projection(features)
+
+
+class PositionalConvEmbedding(nn.Module):
+    """Grouped conv over time whose output is added to the frames as a position signal.
+
+    The weight is plain: the checkpoint's weight norm (``dim=2``) is folded at load time.
+    """
+
+    def __init__(self, config: SslEncoderConfig, *, batch_norm: bool = False) -> None:
+        super().__init__()
+        kernel_size = config.num_conv_pos_embeddings
+        self.conv = nn.Conv1d(
+            config.hidden_size,
+            config.hidden_size,
+            kernel_size=kernel_size,
+            padding=kernel_size // 2,
+            groups=config.num_conv_pos_embedding_groups,
+        )
+        self.batch_norm = nn.BatchNorm1d(config.hidden_size) if batch_norm else None
+        # Symmetric padding of an even kernel yields one frame too many; drop the last.
+        self.num_pad_remove = 1 if kernel_size % 2 == 0 else 0
+        self.activation = activation_function(config.feat_extract_activation)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, hidden) -> (batch, frames, hidden) position embeddings."""
+        hidden_states = hidden_states.transpose(1, 2)
+        if self.batch_norm is not None:
+            hidden_states = self.batch_norm(hidden_states)
+        hidden_states = self.conv(hidden_states)
+        if self.num_pad_remove:
+            hidden_states = hidden_states[:, :, : -self.num_pad_remove]
+        return self.activation(hidden_states).transpose(1, 2)
+
+
+def conv_output_lengths(
+    input_lengths: torch.Tensor, conv_kernel: Sequence[int], conv_stride: Sequence[int]
+) -> torch.Tensor:
+    """Frames the conv stack makes of ``input_lengths`` samples (unpadded valid convolutions)."""
+    lengths = input_lengths
+    for kernel, stride in zip(conv_kernel, conv_stride, strict=True):
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return lengths
+
+
+def feature_frame_mask(attention_mask: torch.Tensor, num_frames: int, config: SslEncoderConfig) -> torch.Tensor:
+    """Sample-level mask (batch, samples) -> frame-level bool mask (batch, num_frames).
+
+    Like the reference, only the count of valid samples matters (right padding assumed):
+    frame ``t`` is valid when ``t < conv_output_lengths(count)``.
+    """
+    valid_samples = attention_mask.to(torch.long).sum(-1)
+    lengths = conv_output_lengths(valid_samples, config.conv_kernel, config.conv_stride)
+    # Upstream quirk: the reference marks frame ``length - 1`` and fills leftwards, so an
+    # item too short for a single frame (length <= 0) wraps around to ``num_frames + length``
+    # valid frames instead of none.
+    lengths = torch.where(lengths > 0, lengths, lengths + num_frames)
+    frames = torch.arange(num_frames, device=attention_mask.device)
+    return frames[None, :] < lengths[:, None]
+
+
+def fold_pos_conv_weight_norm(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Return a copy of ``state`` with the positional conv's weight norm folded into ``...conv.weight``.
+
+    Accepts the parametrization names (``parametrizations.weight.original0``/``original1``,
+    written by current torch) and the legacy ``weight_g``/``weight_v``; both are g of
+    shape (1, 1, kernel) and v of shape (hidden, hidden / groups, kernel), normalised over
+    every axis but the kernel axis. A state that is already folded comes back unchanged.
+    """
+    out = dict(state)
+    base = prefix + _POS_CONV
+    pairs = [
+        (base + "parametrizations.weight.original0", base + "parametrizations.weight.original1"),
+        (base + "weight_g", base + "weight_v"),
+    ]
+    for g_key, v_key in pairs:
+        if g_key not in out and v_key not in out:
+            continue
+        if g_key not in out or v_key not in out:
+            raise CheckpointError(f"positional conv weight norm is incomplete: need both {g_key} and {v_key}")
+        if base + "weight" in out:
+            raise CheckpointError(f"checkpoint holds both {base}weight and its weight-norm form {g_key}")
+        out[base + "weight"] = fold_weight_norm(out.pop(g_key), out.pop(v_key), dim=_POS_CONV_WEIGHT_NORM_DIM)
+    return out
+
+
+def unfold_pos_conv_weight_norm(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Inverse of :func:`fold_pos_conv_weight_norm`: write the parametrization names Transformers loads.
+
+    A HuBERT with ``conv_pos_batch_norm`` has a plain conv weight upstream too and is left as is.
+    """
+    out = dict(state)
+    weight_key = prefix + _POS_CONV + "weight"
+    if weight_key not in out or prefix + _POS_CONV_BATCH_NORM in out:
+        return out
+    g, v = unfold_weight_norm(out.pop(weight_key), dim=_POS_CONV_WEIGHT_NORM_DIM)
+    out[prefix + _POS_CONV + "parametrizations.weight.original0"] = g
+    out[prefix + _POS_CONV + "parametrizations.weight.original1"] = v
+    return out
