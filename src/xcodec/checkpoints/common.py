@@ -145,8 +145,15 @@ def unfold_weight_norm(w: torch.Tensor, dim: int = 0) -> tuple[torch.Tensor, tor
     return w.norm(dim=axes, keepdim=True), w.clone()
 
 
-def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
-    """Copy ``state`` into ``module``; raise naming every missing, unexpected or misshapen key."""
+def load_state_dict_strict(
+    module: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, assign: bool = False
+) -> None:
+    """Copy ``state`` into ``module``; raise naming every missing, unexpected or misshapen key.
+
+    ``assign=True`` puts the checkpoint tensors (cast to the module's dtypes) in place of
+    the module's own, so a module built with its parameters on the meta device loads
+    without ever allocating random weights.
+    """
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -164,6 +171,10 @@ def load_state_dict_strict(module: nn.Module, state: Mapping[str, torch.Tensor],
         problems.append(f"shape mismatches ({len(misshapen)}): {_preview(misshapen)}")
     if problems:
         raise CheckpointError(f"checkpoint {source} does not match the model: " + "; ".join(problems))
+    if assign:
+        cast = {key: state[key].to(dtype=target.dtype) for key, target in own.items()}
+        module.load_state_dict(cast, strict=True, assign=True)
+        return
     with torch.no_grad():
         for key, target in own.items():
             target.copy_(state[key].to(dtype=target.dtype))

@@ -56,6 +56,11 @@ class Wav2Vec2BertConfig(ConfigBase):
     use_intermediate_ffn_before_adapter: bool = False
     output_hidden_size: int | None = None
 
+    def __post_init__(self) -> None:
+        # As Transformers does, so a default config and a dumped one compare equal.
+        if self.output_hidden_size is None:
+            self.output_hidden_size = self.hidden_size
+
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads

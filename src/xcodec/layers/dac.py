@@ -17,8 +17,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from xcodec.configs.dac import DacConfig
-
 __all__ = ["DacDecoder", "DacDecoderBlock", "DacEncoder", "DacEncoderBlock", "DacResidualUnit", "Snake1d"]
 
 
@@ -81,17 +79,17 @@ class DacEncoderBlock(nn.Module):
 class DacEncoder(nn.Module):
     """Waveform (batch, 1, samples) -> latent (batch, hidden_size, frames)."""
 
-    def __init__(self, config: DacConfig) -> None:
+    def __init__(self, encoder_hidden_size: int, downsampling_ratios: Sequence[int], hidden_size: int) -> None:
         super().__init__()
-        width = config.encoder_hidden_size
+        width = encoder_hidden_size
         self.conv1 = nn.Conv1d(1, width, kernel_size=7, padding=3)
         blocks = []
-        for stride in config.downsampling_ratios:
+        for stride in downsampling_ratios:
             blocks.append(DacEncoderBlock(width, 2 * width, stride))
             width *= 2
         self.block = nn.ModuleList(blocks)
         self.snake1 = Snake1d(width)
-        self.conv2 = nn.Conv1d(width, config.resolved_hidden_size, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(width, hidden_size, kernel_size=3, padding=1)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(batch, 1, samples) -> (batch, hidden_size, frames)."""
@@ -148,12 +146,20 @@ class DacDecoder(nn.Module):
     ``output_padding = 0`` and a tanh. Neither option changes the state-dict keys.
     """
 
-    def __init__(self, config: DacConfig, *, odd_stride_output_padding: bool = False, final_tanh: bool = True) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        decoder_hidden_size: int,
+        upsampling_ratios: Sequence[int],
+        *,
+        odd_stride_output_padding: bool = False,
+        final_tanh: bool = True,
+    ) -> None:
         super().__init__()
-        width = config.decoder_hidden_size
-        self.conv1 = nn.Conv1d(config.resolved_hidden_size, width, kernel_size=7, padding=3)
+        width = decoder_hidden_size
+        self.conv1 = nn.Conv1d(hidden_size, width, kernel_size=7, padding=3)
         blocks = []
-        for stride in config.resolved_upsampling_ratios:
+        for stride in upsampling_ratios:
             output_padding = stride % 2 if odd_stride_output_padding else 0
             blocks.append(DacDecoderBlock(width, width // 2, stride, output_padding))
             width //= 2

@@ -22,6 +22,7 @@ from xcodec.errors import CheckpointError
 __all__ = [
     "ConvFeatureEncoder",
     "FeatureProjection",
+    "HiddenStateAccumulator",
     "PositionalConvEmbedding",
     "activation_function",
     "conv_output_lengths",
@@ -68,7 +69,8 @@ class _ConvLayer(nn.Module):
             stride=config.conv_stride[layer_id],
             bias=config.conv_bias,
         )
-        self.norm = norm
+        # LayerNorm normalises the channel axis, which must be last.
+        self.norm_is_channels_last = norm == "layer"
         # Upstream quirk: both conv norms use torch's default eps 1e-5, not
         # config.layer_norm_eps (pinned by the layer_norm_eps tests in tests/test_ssl_semantic.py).
         self.layer_norm: nn.Module | None
@@ -83,12 +85,10 @@ class _ConvLayer(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = self.conv(hidden_states)
-        if self.norm == "group":
-            assert self.layer_norm is not None
-            hidden_states = self.layer_norm(hidden_states)
-        elif self.norm == "layer":
-            assert self.layer_norm is not None
+        if self.layer_norm is not None and self.norm_is_channels_last:
             hidden_states = self.layer_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        elif self.layer_norm is not None:
+            hidden_states = self.layer_norm(hidden_states)
         return self.activation(hidden_states)
 
 
@@ -224,3 +224,33 @@ def unfold_pos_conv_weight_norm(state: Mapping[str, torch.Tensor], prefix: str =
     out[prefix + _POS_CONV + "parametrizations.weight.original0"] = g
     out[prefix + _POS_CONV + "parametrizations.weight.original1"] = v
     return out
+
+
+class HiddenStateAccumulator:
+    """Collects an encoder's hidden states, or only their running sum.
+
+    Keeping only the sum lets the mean over all layers be taken without holding every
+    (batch, frames, hidden) tensor alive at once.
+    """
+
+    def __init__(self, *, mean_only: bool) -> None:
+        self.mean_only = mean_only
+        self.states: list[torch.Tensor] = []
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, hidden_states: torch.Tensor) -> None:
+        self.count += 1
+        if not self.mean_only:
+            self.states.append(hidden_states)
+        elif self.total is None:
+            self.total = hidden_states
+        else:
+            self.total = self.total + hidden_states
+
+    def result(self) -> tuple[torch.Tensor, ...]:
+        """Every hidden state in order, or a 1-tuple holding their mean."""
+        if not self.mean_only:
+            return tuple(self.states)
+        assert self.total is not None, "no hidden state was added"
+        return (self.total / self.count,)

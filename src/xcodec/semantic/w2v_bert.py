@@ -53,7 +53,9 @@ def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         return _ACTIVATIONS[name]
     except KeyError:
-        raise ConfigError(f"hidden_act {name!r} is not supported; use one of {sorted(_ACTIVATIONS)}") from None
+        raise ConfigError(
+            f"hidden_act {name!r} is not supported; use one of {sorted(_ACTIVATIONS)}"
+        ) from None
 
 
 def _check_supported(config: Wav2Vec2BertConfig) -> None:
@@ -76,7 +78,9 @@ def _check_supported(config: Wav2Vec2BertConfig) -> None:
     _activation(config.hidden_act)
 
 
-def relative_distance_index(frames: int, left: int, right: int, device: torch.device | None = None) -> torch.Tensor:
+def relative_distance_index(
+    frames: int, left: int, right: int, device: torch.device | None = None
+) -> torch.Tensor:
     """Row of ``distance_embedding`` each (query, key) pair uses: (frames, frames) int64.
 
     The distance ``key - query`` is clamped to ``[-left, right]`` and shifted by ``left``
@@ -84,7 +88,8 @@ def relative_distance_index(frames: int, left: int, right: int, device: torch.de
     """
     positions = torch.arange(frames, device=device)
     distance = positions[None, :] - positions[:, None]
-    return distance.clamp(-left, right) + left
+    # In place: at long inputs each (frames, frames) int64 temporary is the biggest buffer.
+    return distance.clamp_(-left, right).add_(left)
 
 
 class FeatureProjection(nn.Module):
@@ -283,11 +288,13 @@ class ConformerStack(nn.Module):
         self.left_max_position_embeddings = config.left_max_position_embeddings
         self.right_max_position_embeddings = config.right_max_position_embeddings
         self.uses_distance = config.position_embeddings_type == "relative_key"
-        self.layers = nn.ModuleList(ConformerLayer(config, query_chunk_size) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            ConformerLayer(config, query_chunk_size) for _ in range(config.num_hidden_layers)
+        )
 
     def forward(self, hidden_states: torch.Tensor, frame_valid: torch.Tensor | None) -> torch.Tensor:
         """hidden_states: (batch, frames, hidden_size); frame_valid: (batch, frames) bool or None."""
-        batch, frames, _ = hidden_states.shape
+        frames = hidden_states.shape[1]
         if frame_valid is not None:
             hidden_states = hidden_states.masked_fill(~frame_valid[..., None], 0.0)
         distance_index = None
@@ -325,7 +332,9 @@ class Wav2Vec2BertEncoder(nn.Module):
         self.feature_projection = FeatureProjection(config)
         self.encoder = ConformerStack(config, query_chunk_size)
 
-    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Encode feature frames.
 
         input_features: (batch, frames, feature_projection_input_dim), cast to the

@@ -1,0 +1,318 @@
+"""One measurement of the codec benchmark, run in a process of its own.
+
+``bench_codecs.py`` starts this script once per (implementation, codec, op, size,
+allocator) so that each measurement's peak RSS is its own and the glibc allocator
+variables (read once, at process start) take effect. The task comes in as a JSON file;
+the result goes out as ``result.json`` (plus ``.npy`` outputs) in the task's ``out_dir``.
+
+Task kinds:
+
+- ``build``: build the Transformers reference from its default (or tiny) config with a
+  fixed seed and ``save_pretrained`` it: the weights every other task loads.
+- ``measure``: load one implementation, warm up, time ``runs`` calls of encode or decode.
+- ``flops``: count the reference's FLOPs for one op and input (FlopCounterMode).
+- ``matmul``: dense square matmul rate, the machine's practical peak for the dtype.
+- ``profile``: torch.profiler over our encode, top ops by self CPU time.
+- ``long``: our simple API (:class:`xcodec.api.Codec`) on one long clip.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+KIB = 1024
+# Small configs for --tiny: every stage of both codecs runs, in seconds, on 1-2 s clips.
+# The semantic features keep 160 dims and the hop stays 320 so the real feature
+# extractor and the real X-Codec hop work unchanged.
+TINY_XCODEC2: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "head_dim": 16,
+    "encoder_hidden_size": 8,
+    "quantization_dim": 96,
+    "semantic_model_config": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "conv_depthwise_kernel_size": 5,
+        "left_max_position_embeddings": 8,
+        "right_max_position_embeddings": 4,
+    },
+}
+TINY_XCODEC: dict[str, Any] = {
+    "acoustic_model_config": {"encoder_hidden_size": 8, "decoder_hidden_size": 32, "hidden_size": 16},
+    "semantic_model_config": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "conv_dim": [32] * 7,
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 4,
+    },
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# ---------------------------------------------------------------------------- memory
+def _status_kib(field: str) -> int | None:
+    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in KiB (None off Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS counter so the op's peak is not the loader's.
+
+    Loading a checkpoint can briefly hold two copies of the weights; without the reset
+    that transient would hide the op's own peak. Writing 5 to clear_refs resets VmHWM
+    (Linux >= 4.0); ru_maxrss cannot be reset, so both figures are reported.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _memory_report(reset_ok: bool) -> dict[str, float | None]:
+    maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    hwm = _status_kib("VmHWM") if reset_ok else None
+    return {
+        "ru_maxrss_mb": maxrss_kib / KIB,
+        "op_peak_rss_mb": (hwm / KIB) if hwm is not None else None,
+        "rss_now_mb": (_status_kib("VmRSS") or 0) / KIB,
+    }
+
+
+# ---------------------------------------------------------------------------- models
+def _load_model(impl: str, codec: str, weights: str, dtype: torch.dtype) -> torch.nn.Module:
+    if impl == "reference":
+        import transformers
+
+        cls = transformers.Xcodec2Model if codec == "xcodec2" else transformers.XcodecModel
+        model = cls.from_pretrained(weights, dtype=dtype)
+    elif codec == "xcodec2":
+        from xcodec.models.xcodec2 import Xcodec2Model
+
+        model = Xcodec2Model.from_pretrained(weights, dtype=dtype)
+    else:
+        from xcodec.models.xcodec import XcodecModel
+
+        model = XcodecModel.from_pretrained(weights, dtype=dtype)
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _op_call(model: Any, codec: str, op: str, inputs: dict[str, Any], dtype: torch.dtype) -> Callable[[], Any]:
+    """A zero-argument closure running one encode or decode on the prepared inputs."""
+    if op == "encode":
+        input_values = inputs["input_values"].to(dtype)
+        if codec == "xcodec2":
+            input_features = inputs["input_features"].to(dtype)
+            padding_mask = inputs.get("padding_mask")
+            features_mask = inputs.get("input_features_mask")
+            return lambda: model.encode(
+                input_values,
+                input_features,
+                padding_mask=padding_mask,
+                input_features_mask=features_mask,
+            ).audio_codes
+        return lambda: model.encode(input_values).audio_codes
+    audio_codes = inputs["audio_codes"].long()
+    return lambda: model.decode(audio_codes=audio_codes).audio_values
+
+
+# ---------------------------------------------------------------------------- tasks
+def _build(task: dict[str, Any]) -> dict[str, Any]:
+    import transformers
+
+    codec, folder = task["codec"], Path(task["weights"])
+    tiny = task.get("tiny", False)
+    torch.manual_seed(int(task.get("seed", 0)))
+    if codec == "xcodec2":
+        model = transformers.Xcodec2Model(transformers.Xcodec2Config(**(TINY_XCODEC2 if tiny else {})))
+    else:
+        model = transformers.XcodecModel(transformers.XcodecConfig(**(TINY_XCODEC if tiny else {})))
+    model.eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    parameters = sum(p.numel() for p in model.parameters())
+    return {"parameters": parameters}
+
+
+def _measure(task: dict[str, Any]) -> dict[str, Any]:
+    impl, codec, op = task["impl"], task["codec"], task["op"]
+    dtype = DTYPES[task.get("dtype", "float32")]
+    out_dir = Path(task["out_dir"])
+    t0 = time.perf_counter()
+    model = _load_model(impl, codec, task["weights"], dtype)
+    load_s = time.perf_counter() - t0
+    inputs = torch.load(task["inputs"], weights_only=True)
+    call = _op_call(model, codec, op, inputs, dtype)
+    gc.collect()
+    rss_loaded_mb = (_status_kib("VmRSS") or 0) / KIB
+    reset_ok = _reset_peak_rss()
+    times: list[float] = []
+    output: torch.Tensor | None = None
+    with torch.inference_mode():
+        for _ in range(int(task.get("warmup", 1))):
+            output = call()
+        for _ in range(int(task["runs"])):
+            start = time.perf_counter()
+            output = call()
+            times.append(time.perf_counter() - start)
+    assert output is not None
+    name = "codes.npy" if op == "encode" else "audio.npy"
+    np.save(out_dir / name, output.float().numpy() if op == "decode" else output.numpy())
+    return {
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "load_s": load_s,
+        "rss_loaded_mb": rss_loaded_mb,
+        "output": name,
+        **_memory_report(reset_ok),
+    }
+
+
+def _flops(task: dict[str, Any]) -> dict[str, Any]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _load_model("reference", task["codec"], task["weights"], torch.float32)
+    inputs = torch.load(task["inputs"], weights_only=True)
+    call = _op_call(model, task["codec"], task["op"], inputs, torch.float32)
+    counter = FlopCounterMode(display=False)
+    # no_grad, not inference_mode: FlopCounterMode's module tracker cannot see through
+    # weight-norm parametrizations under inference_mode (AttributeError on `.weight`).
+    with torch.no_grad(), counter:
+        call()
+    return {"flops": int(counter.get_total_flops())}
+
+
+def _matmul(task: dict[str, Any]) -> dict[str, Any]:
+    size = int(task.get("size", 2048))
+    dtype = DTYPES[task.get("dtype", "float32")]
+    generator = torch.Generator().manual_seed(0)
+    left = torch.randn(size, size, generator=generator).to(dtype)
+    right = torch.randn(size, size, generator=generator).to(dtype)
+    times = []
+    with torch.inference_mode():
+        for _ in range(2):
+            torch.mm(left, right)
+        for _ in range(int(task.get("runs", 10))):
+            start = time.perf_counter()
+            torch.mm(left, right)
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"times_s": times, "median_s": median, "gflops": 2 * size**3 / median / 1e9, "size": size}
+
+
+def _profile(task: dict[str, Any]) -> dict[str, Any]:
+    from torch.profiler import ProfilerActivity, profile
+
+    model = _load_model("ours", task["codec"], task["weights"], torch.float32)
+    inputs = torch.load(task["inputs"], weights_only=True)
+    call = _op_call(model, task["codec"], task.get("op", "encode"), inputs, torch.float32)
+    with torch.inference_mode():
+        call()
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as profiler:
+            start = time.perf_counter()
+            call()
+            wall = time.perf_counter() - start
+    averages = profiler.key_averages()
+    rows = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)
+    total_self = sum(e.self_cpu_time_total for e in averages) or 1
+    top = [
+        {
+            "op": e.key,
+            "self_cpu_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total_self,
+            "calls": e.count,
+        }
+        for e in rows[: int(task.get("top", 25))]
+    ]
+    table = averages.table(sort_by="self_cpu_time_total", row_limit=int(task.get("top", 25)))
+    return {"wall_s": wall, "top": top, "table": table}
+
+
+def _long(task: dict[str, Any]) -> dict[str, Any]:
+    """Our simple API on one long clip: encode (array in) or decode (codes in)."""
+    from xcodec.api import Codec
+
+    t0 = time.perf_counter()
+    model = _load_model("ours", task["codec"], task["weights"], torch.float32)
+    codec = Codec(model, task["weights"], **task.get("codec_kwargs", {}))
+    load_s = time.perf_counter() - t0
+    inputs = torch.load(task["inputs"], weights_only=True)
+    sample_rate = codec.sample_rate
+    # Warm up on a short clip so one-time costs (allocations, lazy init) stay out of the figure.
+    warm = codec.encode(np.zeros(sample_rate, dtype=np.float32), sampling_rate=sample_rate)
+    codec.decode(warm)
+    gc.collect()
+    reset_ok = _reset_peak_rss()
+    start = time.perf_counter()
+    if task["op"] == "encode":
+        codes = codec.encode(inputs["waveform"].numpy(), sampling_rate=sample_rate)
+        np.save(Path(task["out_dir"]) / "codes.npy", codes.numpy())
+        produced = int(codes.shape[-1])
+    else:
+        audio = codec.decode(inputs["audio_codes"])
+        produced = int(audio.shape[-1])
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, "load_s": load_s, "produced": produced, **_memory_report(reset_ok)}
+
+
+TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "build": _build,
+    "measure": _measure,
+    "flops": _flops,
+    "matmul": _matmul,
+    "profile": _profile,
+    "long": _long,
+}
+
+
+def main(task_path: str) -> int:
+    task = json.loads(Path(task_path).read_text())
+    out_dir = Path(task["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads = int(task.get("threads", os.cpu_count() or 1))
+    torch.set_num_threads(threads)
+    try:
+        result = {"ok": True, "threads": torch.get_num_threads(), **TASKS[task["kind"]](task)}
+    except Exception as exc:
+        result = {
+            "ok": False,
+            "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+            "traceback": traceback.format_exc(),
+        }
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

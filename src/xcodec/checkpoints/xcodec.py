@@ -1,0 +1,509 @@
+"""X-Codec (v1) checkpoints: the Transformers layout and the original ``zhenye234/xcodec`` layout.
+
+Transformers layout (``hf-audio/xcodec-*``): ``config.json`` (model_type "xcodec") and
+``model.safetensors`` (or shards). Keys equal ours except weight norm, which is folded
+here wherever the file carries it (``parametrizations.weight.original0/1`` or legacy
+``weight_g``/``weight_v``): the acoustic convs if saved with weight norm, the
+HuBERT/WavLM positional conv always.
+
+Original layout: the flat ``.pth`` state dict of ``SoundStream`` and the ``config.yaml``
+whose ``generator.config`` holds its constructor arguments (D, ratios,
+target_bandwidths, bins, sample_rate, semantic_techer). Keys are renamed through the
+table in :func:`original_key_to_transformers`, weight norm is folded, and loading is
+strict: an original key the table does not know, or a model key the file lacks, raises.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xcodec.checkpoints.common import (
+    CONFIG_NAME,
+    SAFETENSORS_INDEX,
+    SAFETENSORS_NAME,
+    fold_weight_norm,
+    load_pickle_state_dict,
+    load_safetensors_folder,
+    load_state_dict_strict,
+    save_safetensors_folder,
+)
+from xcodec.configs.base import ConfigError
+from xcodec.configs.ssl import HubertConfig, WavLMConfig
+from xcodec.configs.xcodec import DacConfig, XcodecConfig
+from xcodec.errors import CheckpointError
+from xcodec.models.xcodec import XcodecModel
+from xcodec.semantic.conv_frontend import fold_pos_conv_weight_norm, unfold_pos_conv_weight_norm
+
+__all__ = [
+    "ORIGINAL_WEIGHT_SUFFIXES",
+    "convert_original_xcodec",
+    "load_xcodec",
+    "original_key_to_transformers",
+    "read_original_generator_config",
+    "save_xcodec",
+    "xcodec_config_from_original",
+]
+
+PREPROCESSOR_NAME = "preprocessor_config.json"
+ORIGINAL_CONFIG_NAME = "config.yaml"
+ORIGINAL_WEIGHT_SUFFIXES = (".pth", ".ckpt")
+_SEMANTIC_PREFIX = "semantic_model."
+# HuBERT/WavLM normalise the positional conv per kernel tap.
+_POS_CONV_WEIGHT_NORM_DIM = 2
+_LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
+
+# SoundStream's constructor defaults (models/soundstream_semantic.py), used for any
+# argument a config.yaml leaves out. n_filters, normalize and causal are accepted and unused.
+_SOUNDSTREAM_DEFAULTS: dict[str, Any] = {
+    "D": 128,
+    "target_bandwidths": [1, 1.5, 2, 4, 6],
+    "ratios": [8, 5, 4, 2],
+    "sample_rate": 16000,
+    "bins": 1024,
+    "semantic_techer": "hubert_base_general",
+}
+_SOUNDSTREAM_ARGUMENTS = {*_SOUNDSTREAM_DEFAULTS, "n_filters", "normalize", "causal"}
+# The teacher each original name loads from the hub. All three are HuBERT/WavLM *base*
+# models whose configs equal the Transformers defaults in every field we read.
+_ORIGINAL_TEACHERS: dict[str, type[HubertConfig] | type[WavLMConfig]] = {
+    "hubert_base": HubertConfig,  # facebook/hubert-base-ls960
+    "hubert_base_general": HubertConfig,  # ZhenYe234/hubert_base_general_audio
+    "wavlm_base_plus": WavLMConfig,  # microsoft/wavlm-base-plus
+}
+# The original hard-codes the semantic width and the semantic input padding.
+_ORIGINAL_SEMANTIC_HIDDEN = 768
+_ORIGINAL_SEMANTIC_PAD = 160
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------
+
+
+def load_xcodec(
+    path: Path,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    *,
+    original_config: Path | None = None,
+) -> XcodecModel:
+    """Load an X-Codec checkpoint in either layout, in eval mode.
+
+    ``path``: a Transformers-layout folder (``config.json`` + safetensors); an
+    original-layout folder holding one ``.pth``/``.ckpt`` and ``config.yaml``; or the
+    ``.pth``/``.ckpt`` file itself, with ``config.yaml`` beside it or given as
+    ``original_config`` (the hub's ``ZhenYe234/xcodec`` names them ``config_hubert.yaml``...).
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix in ORIGINAL_WEIGHT_SUFFIXES:
+        model = _load_original(path, original_config or path.parent / ORIGINAL_CONFIG_NAME)
+    elif path.is_file() and path.name in (CONFIG_NAME, SAFETENSORS_NAME, SAFETENSORS_INDEX):
+        model = _load_transformers(path.parent)
+    elif path.is_dir() and (path / CONFIG_NAME).exists():
+        model = _load_transformers(path)
+    elif path.is_dir():
+        model = _load_original(_single_original_weights(path), original_config or path / ORIGINAL_CONFIG_NAME)
+    else:
+        raise CheckpointError(
+            f"{path} is neither an X-Codec folder nor a {'/'.join(ORIGINAL_WEIGHT_SUFFIXES)} file"
+        )
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _load_transformers(folder: Path) -> XcodecModel:
+    config_path = folder / CONFIG_NAME
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise CheckpointError(f"cannot read {config_path}: {exc}") from exc
+    if model_type != XcodecConfig.model_type:
+        raise CheckpointError(f"{config_path} describes a {model_type!r} model, not 'xcodec'")
+    try:
+        config = XcodecConfig.from_json_file(config_path)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if (folder / SAFETENSORS_NAME).exists() or (folder / SAFETENSORS_INDEX).exists():
+        state = load_safetensors_folder(folder)
+    elif (folder / _LEGACY_WEIGHTS_NAME).exists():
+        state = load_pickle_state_dict(folder / _LEGACY_WEIGHTS_NAME)
+    else:
+        raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {SAFETENSORS_NAME} or {_LEGACY_WEIGHTS_NAME}")
+    model = XcodecModel(config)
+    load_state_dict_strict(model, fold_xcodec_weight_norm(state), source=str(folder))
+    return model
+
+
+def fold_xcodec_weight_norm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fold every weight-norm pair of an X-Codec state dict into plain ``.weight`` tensors.
+
+    The positional conv of the semantic teacher is normalised per kernel tap (dim 2); all
+    other pairs (DAC convs and transposed convs) use ``weight_norm``'s default dim 0, which
+    for a ConvTranspose1d is its input-channel axis.
+    """
+    out = fold_pos_conv_weight_norm(state, _SEMANTIC_PREFIX)
+    for g_suffix, v_suffix in ((".parametrizations.weight.original0", ".parametrizations.weight.original1"),
+                               (".weight_g", ".weight_v")):  # fmt: skip
+        for g_key in [key for key in out if key.endswith(g_suffix)]:
+            base = g_key[: -len(g_suffix)]
+            v_key = base + v_suffix
+            if v_key not in out:
+                raise CheckpointError(f"weight norm of {base} is incomplete: {g_key} without {v_key}")
+            if base + ".weight" in out:
+                raise CheckpointError(f"checkpoint holds both {base}.weight and its weight-norm form {g_key}")
+            out[base + ".weight"] = fold_weight_norm(out.pop(g_key), out.pop(v_key), dim=0)
+        orphans = [key for key in out if key.endswith(v_suffix)]
+        if orphans:
+            raise CheckpointError(f"weight norm is incomplete: {orphans[:5]} without their {g_suffix}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Original layout
+# ---------------------------------------------------------------------------------------
+
+
+def _single_original_weights(folder: Path) -> Path:
+    found = sorted(p for p in folder.iterdir() if p.suffix in ORIGINAL_WEIGHT_SUFFIXES and p.is_file())
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CheckpointError(
+            f"{folder} holds no {CONFIG_NAME} (Transformers layout) and no "
+            f"{'/'.join(ORIGINAL_WEIGHT_SUFFIXES)} file (original layout)"
+        )
+    raise CheckpointError(f"{folder} holds several original checkpoints {[p.name for p in found]}; pass one of them")
+
+
+def _load_original(weights: Path, config_path: Path) -> XcodecModel:
+    config = xcodec_config_from_original(read_original_generator_config(config_path))
+    # Some published files carry io.BytesIO entries (the Transformers converter drops them
+    # too); allowing that one harmless class lets torch's weights-only loader read them,
+    # and load_pickle_state_dict then skips every non-tensor value.
+    with torch.serialization.safe_globals([io.BytesIO]):
+        original = load_pickle_state_dict(weights)
+    model = XcodecModel(config)
+    state = original_state_to_transformers(original, num_blocks=len(config.acoustic_model_config.downsampling_ratios))
+    load_state_dict_strict(model, fold_xcodec_weight_norm(state), source=str(weights))
+    return model
+
+
+def read_original_generator_config(path: Path) -> dict[str, Any]:
+    """The ``generator.config`` mapping of an original ``config.yaml``.
+
+    Uses PyYAML when installed; otherwise a small reader for the block mappings, flow
+    lists and plain scalars these files use (everything under ``generator:``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CheckpointError(f"cannot read the original X-Codec config {path}: {exc}") from exc
+    try:
+        import yaml
+    except ImportError:
+        document = _read_simple_yaml(text, path)
+    else:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CheckpointError(f"cannot parse {path}: {exc}") from exc
+    generator = document.get("generator") if isinstance(document, dict) else None
+    kwargs = generator.get("config") if isinstance(generator, dict) else None
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{path} has no generator.config mapping (the SoundStream arguments)")
+    return kwargs
+
+
+def xcodec_config_from_original(generator_config: Mapping[str, Any]) -> XcodecConfig:
+    """The :class:`XcodecConfig` equal to ``SoundStream(**generator_config)``."""
+    unknown = sorted(set(generator_config) - _SOUNDSTREAM_ARGUMENTS)
+    if unknown:
+        raise CheckpointError(f"generator.config has arguments SoundStream does not take: {unknown}")
+    kwargs = {**_SOUNDSTREAM_DEFAULTS, **generator_config}
+    teacher = kwargs["semantic_techer"]
+    if teacher not in _ORIGINAL_TEACHERS:
+        raise CheckpointError(f"unknown semantic_techer {teacher!r}; known: {sorted(_ORIGINAL_TEACHERS)}")
+    ratios = tuple(int(r) for r in kwargs["ratios"])
+    if math.prod(ratios) // 2 != _ORIGINAL_SEMANTIC_PAD:
+        # The original pads the semantic input by a fixed 160 samples, Transformers (and we)
+        # by hop_length // 2: they agree only for a hop of 320 (every published model).
+        raise CheckpointError(f"ratios {list(ratios)} give a hop other than 320, which the original cannot pad right")
+    sample_rate = int(kwargs["sample_rate"])
+    acoustic = DacConfig(
+        encoder_hidden_size=64,
+        downsampling_ratios=ratios,
+        decoder_hidden_size=1024,
+        upsampling_ratios=ratios,
+        hidden_size=int(kwargs["D"]),
+        sampling_rate=sample_rate,
+    )
+    semantic = _ORIGINAL_TEACHERS[teacher]()
+    assert semantic.hidden_size == _ORIGINAL_SEMANTIC_HIDDEN
+    return XcodecConfig(
+        target_bandwidths=tuple(kwargs["target_bandwidths"]),
+        sample_rate=sample_rate,
+        codebook_size=int(kwargs["bins"]),
+        acoustic_model_config=acoustic,
+        semantic_model_config=semantic,
+    )
+
+
+_RESIDUAL_UNIT_PARTS = {"0": "snake1", "1": "conv1", "2": "snake2", "3": "conv2"}
+
+
+def _map_residual_unit(rest: str) -> str | None:
+    match = re.fullmatch(r"block\.([0-3])\.(.+)", rest)
+    return f"{_RESIDUAL_UNIT_PARTS[match[1]]}.{match[2]}" if match else None
+
+
+def _map_acoustic_encoder(rest: str, num_blocks: int) -> str | None:
+    match = re.fullmatch(r"block\.(\d+)\.(.+)", rest)
+    if not match:
+        return None
+    index, tail = int(match[1]), match[2]
+    if index == 0:
+        return f"conv1.{tail}"
+    if index == num_blocks + 1:
+        return f"snake1.{tail}"
+    if index == num_blocks + 2:
+        return f"conv2.{tail}"
+    if index > num_blocks + 2:
+        return None
+    block = f"block.{index - 1}"
+    inner = re.fullmatch(r"block\.(\d)\.(.+)", tail)
+    if not inner:
+        return None
+    part, inner_tail = int(inner[1]), inner[2]
+    if part <= 2:  # residual units, dilation 1 / 3 / 9
+        unit = _map_residual_unit(inner_tail)
+        return f"{block}.res_unit{part + 1}.{unit}" if unit else None
+    return {3: f"{block}.snake1.{inner_tail}", 4: f"{block}.conv1.{inner_tail}"}.get(part)
+
+
+def _map_acoustic_decoder(rest: str, num_blocks: int) -> str | None:
+    match = re.fullmatch(r"model\.(\d+)\.(.+)", rest)
+    if not match:
+        return None
+    index, tail = int(match[1]), match[2]
+    if index == 0:
+        return f"conv1.{tail}"
+    if index == num_blocks + 1:
+        return f"snake1.{tail}"
+    if index == num_blocks + 2:
+        return f"conv2.{tail}"
+    if index > num_blocks + 2:
+        return None
+    block = f"block.{index - 1}"
+    inner = re.fullmatch(r"block\.(\d)\.(.+)", tail)
+    if not inner:
+        return None
+    part, inner_tail = int(inner[1]), inner[2]
+    if part == 0:
+        return f"{block}.snake1.{inner_tail}"
+    if part == 1:
+        return f"{block}.conv_t1.{inner_tail}"
+    if part <= 4:  # residual units, dilation 1 / 3 / 9
+        unit = _map_residual_unit(inner_tail)
+        return f"{block}.res_unit{part - 1}.{unit}" if unit else None
+    return None
+
+
+def _map_semantic_conv(rest: str) -> str:
+    # The original wraps each nn.Conv1d (and ConvTranspose1d) in a module holding it as
+    # `.conv` (`.deconv`), except the 1x1 conv2 of the residual units.
+    return re.sub(r"\.(?:conv|deconv)\.(weight|bias)$", r".\1", "." + rest)[1:]
+
+
+_LINEAR_NAMES = {"fc_prior": "fc", "fc_post1": "fc1", "fc_post2": "fc2"}
+
+
+def original_key_to_transformers(key: str, num_blocks: int = 4) -> str | None:
+    """Our (= Transformers') name of an original ``SoundStream`` state-dict key, or None if unknown.
+
+    ``num_blocks`` is the number of DAC ratios. Weight-norm suffixes (``weight_g``/``weight_v``)
+    are kept; folding them is a separate step.
+    """
+    prefix, _, rest = key.partition(".")
+    mapped: str | None
+    if prefix == "encoder":
+        mapped = _map_acoustic_encoder(rest, num_blocks)
+        return f"acoustic_encoder.{mapped}" if mapped else None
+    if prefix == "decoder_2":
+        mapped = _map_acoustic_decoder(rest, num_blocks)
+        return f"acoustic_decoder.{mapped}" if mapped else None
+    if prefix in ("encoder_semantic", "decoder_semantic"):
+        return f"{prefix}.{_map_semantic_conv(rest)}"
+    if prefix in _LINEAR_NAMES:
+        return f"{_LINEAR_NAMES[prefix]}.{rest}"
+    if prefix == "semantic_model":
+        return key
+    match = re.fullmatch(r"quantizer\.vq\.layers\.(\d+)\._codebook\.(inited|cluster_size|embed|embed_avg)", key)
+    if match:
+        return f"quantizer.quantizers.{match[1]}.codebook.{match[2]}"
+    return None
+
+
+def original_state_to_transformers(
+    original: Mapping[str, torch.Tensor], *, num_blocks: int = 4
+) -> dict[str, torch.Tensor]:
+    """Rename an original state dict to our keys (weight norm still unfolded).
+
+    Raises :class:`CheckpointError` naming every key the table does not know, and for a
+    codebook whose ``inited`` flag is not 1: the original ``encode`` would run k-means on
+    the input for such a codebook, so its ``embed`` is not a trained codebook.
+    """
+    state: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in original.items():
+        mapped = original_key_to_transformers(key, num_blocks)
+        if mapped is None:
+            unknown.append(key)
+        else:
+            state[mapped] = value
+    if unknown:
+        raise CheckpointError(f"original X-Codec checkpoint has keys with no known place ({len(unknown)}): {unknown[:20]}")
+    uninitialised = [
+        key for key, value in state.items() if key.endswith(".codebook.inited") and not bool((value == 1).all())
+    ]
+    if uninitialised:
+        raise CheckpointError(f"codebooks never initialised (inited != 1), not a trained checkpoint: {uninitialised}")
+    return state
+
+
+# ---------------------------------------------------------------------------------------
+# Saving
+# ---------------------------------------------------------------------------------------
+
+
+def save_xcodec(model: XcodecModel, folder: Path) -> None:
+    """Write the Transformers layout: ``config.json``, ``model.safetensors``, ``preprocessor_config.json``.
+
+    ``transformers.XcodecModel.from_pretrained(folder)`` loads it with no missing or
+    unexpected key: the acoustic convs stay plain (as in ``hf-audio/xcodec-*``) and the
+    positional conv gets back the weight-norm parametrization Transformers builds.
+    """
+    folder = Path(folder)
+    state = unfold_pos_conv_weight_norm(model.state_dict(), _SEMANTIC_PREFIX)
+    g_key = _SEMANTIC_PREFIX + "encoder.pos_conv_embed.conv.parametrizations.weight.original0"
+    if g_key in state:
+        # g = ||w|| from the very kernel that folds it again, so g / ||v|| is exactly 1 and
+        # load(save(model)) is bit-exact (a norm computed another way can differ by an ulp).
+        v = state[g_key.replace("original0", "original1")]
+        state[g_key] = _weight_norm_magnitude(v, dim=_POS_CONV_WEIGHT_NORM_DIM)
+    save_safetensors_folder(state, folder)
+    config = model.config.to_dict()
+    config.setdefault("architectures", ["XcodecModel"])
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (folder / PREPROCESSOR_NAME).write_text(json.dumps(preprocessor_config(model.config), indent=2, sort_keys=True) + "\n")
+
+
+def _weight_norm_magnitude(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """``g`` with ``fold_weight_norm(g, weight, dim)`` equal to ``weight`` bit for bit."""
+    shape = [1] * weight.dim()
+    shape[dim] = weight.shape[dim]
+    if dim in (0, weight.dim() - 1):
+        # torch._weight_norm uses this fused kernel for these dims; it returns the norms it divides by.
+        _, norms = torch._weight_norm_interface(weight, torch.ones(shape, dtype=weight.dtype), dim)
+        return norms.reshape(shape).to(weight.dtype)
+    return torch.norm_except_dim(weight, 2, dim)
+
+
+def preprocessor_config(config: XcodecConfig) -> dict[str, Any]:
+    """The ``DacFeatureExtractor`` settings the hub's X-Codec repositories ship."""
+    return {
+        "feature_extractor_type": "DacFeatureExtractor",
+        "feature_size": 1,
+        "hop_length": config.hop_length,
+        "padding_side": "right",
+        "padding_value": 0.0,
+        "return_attention_mask": True,
+        "sampling_rate": config.sample_rate,
+    }
+
+
+def convert_original_xcodec(src: Path, dst: Path, *, original_config: Path | None = None) -> XcodecModel:
+    """Convert an original-layout checkpoint (folder or ``.pth``) to the Transformers layout in ``dst``."""
+    model = load_xcodec(Path(src), original_config=original_config)
+    save_xcodec(model, Path(dst))
+    return model
+
+
+# ---------------------------------------------------------------------------------------
+# A minimal YAML reader for config.yaml when PyYAML is not installed
+# ---------------------------------------------------------------------------------------
+
+
+def _read_simple_yaml(text: str, path: Path) -> dict[str, Any]:
+    """Block mappings of ``key: value`` lines, nested by indentation; flow lists; plain scalars.
+
+    Enough for the ``generator:`` section of X-Codec's config files. Constructs it does not
+    understand (block lists, multi-line strings) raise, naming the line.
+    """
+    root: dict[str, Any] = {}
+    # Stack of (indent, mapping); a key with no value opens a mapping one level deeper.
+    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = _strip_comment(raw).rstrip()
+        if not line.strip() or line.strip() == "---":
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        body = line.strip()
+        match = re.fullmatch(r"([^:\s][^:]*?)\s*:(?:\s+(.*))?", body)
+        if match is None:
+            raise CheckpointError(f"{path}:{number}: cannot read {raw.strip()!r} without PyYAML (pip install pyyaml)")
+        while indent <= stack[-1][0]:
+            stack.pop()
+        parent = stack[-1][1]
+        key, value = match[1], match[2]
+        if value is None or value == "":
+            child: dict[str, Any] = {}
+            parent[key] = child
+            stack.append((indent, child))
+        else:
+            parent[key] = _yaml_scalar(value, path, number)
+    return root
+
+
+def _strip_comment(line: str) -> str:
+    quote = None
+    for index, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or line[index - 1] in " \t"):
+            return line[:index]
+    return line
+
+
+def _yaml_scalar(text: str, path: Path, number: int) -> Any:
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip()
+        return [_yaml_scalar(item, path, number) for item in inner.split(",")] if inner else []
+    if text.startswith(("[", "{", "|", ">", "&", "*", "!")):
+        raise CheckpointError(f"{path}:{number}: cannot read {text!r} without PyYAML (pip install pyyaml)")
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if lowered in ("null", "~"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -1,0 +1,141 @@
+"""Read and write X-Codec2 checkpoints.
+
+Transformers layout (``HKUSTAudio/xcodec2-hf``): ``config.json`` (model_type "xcodec2")
+and ``model.safetensors`` or a sharded index. Our modules carry the Transformers names
+and that layout has no weight norm, so loading is an identity key map, strict.
+The original layout (``HKUSTAudio/xcodec2``: ``ckpt/epoch=4-step=1400000.ckpt``) is
+recognised and converted by :mod:`xcodec.checkpoints.xcodec2_original` when present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
+
+from xcodec.checkpoints.common import (
+    CONFIG_NAME,
+    load_safetensors_folder,
+    load_state_dict_strict,
+    save_safetensors_folder,
+)
+from xcodec.configs.base import ConfigError
+from xcodec.configs.xcodec2 import Xcodec2Config
+from xcodec.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from xcodec.models.xcodec2 import Xcodec2Model
+
+__all__ = ["load_xcodec2", "save_xcodec2"]
+
+
+def _original_layout_state(folder: Path) -> tuple[Xcodec2Config, dict[str, torch.Tensor]] | None:
+    """(config, state) converted from the original X-Codec2 layout, or None if ``folder`` is not one."""
+    try:
+        from xcodec.checkpoints import xcodec2_original
+    except ImportError:
+        return None
+    if not xcodec2_original.is_original_xcodec2(folder):
+        return None
+    return xcodec2_original.load_original_xcodec2_state(folder)
+
+
+def _read_config(folder: Path) -> Xcodec2Config:
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"{folder} is not an X-Codec2 checkpoint: no {CONFIG_NAME} (expected a Transformers-layout "
+            "folder such as HKUSTAudio/xcodec2-hf, or the original HKUSTAudio/xcodec2 layout)"
+        )
+    try:
+        values = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {config_path}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{config_path} does not hold a JSON object")
+    model_type = values.get("model_type")
+    if model_type != Xcodec2Config.model_type:
+        raise CheckpointError(
+            f"{config_path} has model_type {model_type!r}; an X-Codec2 checkpoint has "
+            f"{Xcodec2Config.model_type!r}"
+        )
+    try:
+        return Xcodec2Config.from_dict(values)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{config_path} does not describe a buildable X-Codec2 model: {exc}") from exc
+
+
+def load_xcodec2(
+    path: Path, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> Xcodec2Model:
+    """Build an :class:`~xcodec.models.xcodec2.Xcodec2Model` from a checkpoint folder, strictly.
+
+    Every parameter must come from the checkpoint and every tensor in it must be used;
+    otherwise :class:`CheckpointError` lists the keys. The model is returned in eval mode.
+    """
+    from xcodec.models.xcodec2 import Xcodec2Model
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"X-Codec2 checkpoint {path} is not a folder")
+    original = _original_layout_state(path)
+    if original is not None:
+        config, state = original
+    else:
+        config = _read_config(path)
+        state = load_safetensors_folder(path)
+    with _parameters_on_meta():
+        model = Xcodec2Model(config)
+    load_state_dict_strict(model, state, source=str(path), assign=True)
+    model.eval()
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Create parameters on the meta device while building a model, so no random init runs.
+
+    Buffers (resampling filters, FSQ tables, windows, all derived from the config) are
+    still computed for real; the checkpoint then supplies every parameter (strict load with
+    ``assign``). The hook is torch's own API and is removed on exit.
+    """
+
+    def to_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> nn.Parameter | None:
+        if param is None:
+            return None
+        return nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    handle = register_module_parameter_registration_hook(to_meta)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def save_xcodec2(model: Xcodec2Model, folder: Path) -> None:
+    """Write ``config.json``, ``model.safetensors`` and ``preprocessor_config.json`` into ``folder``.
+
+    ``transformers.Xcodec2Model.from_pretrained(folder)`` and
+    ``AutoFeatureExtractor.from_pretrained(folder)`` read the result.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    values = model.config.to_dict()
+    # Transformers leaves `architectures` null on a fresh config; name the class like its save does.
+    if not values.get("architectures"):
+        values["architectures"] = ["Xcodec2Model"]
+    (folder / CONFIG_NAME).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    save_safetensors_folder(model.state_dict(), folder)
+    # The file Transformers' Xcodec2FeatureExtractor writes, so AutoFeatureExtractor finds one.
+    from xcodec.features import Xcodec2FeatureExtractor
+
+    extractor = Xcodec2FeatureExtractor(sampling_rate=model.config.sampling_rate, hop_length=model.config.hop_length)
+    extractor.save_pretrained(folder)

@@ -1,0 +1,456 @@
+"""Tokenize a corpus on one machine: decode workers feed one model per device.
+
+Data path: the plan lists items in order -> background processes decode and resample
+them (:mod:`xcodec.dataset.decode`, no model there) -> the main process (or one process
+per device) gathers a shard's items, encodes them in length-bucketed batches through
+:meth:`xcodec.api.Codec.encode_prepared` -> the shard is written atomically
+(:mod:`xcodec.dataset.store`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+import torch
+
+from xcodec.api import DEFAULT_MODEL, Codec, PreparedAudio
+from xcodec.dataset.decode import DecodeRequest, Decoded, decode_item
+from xcodec.dataset.sources import AUDIO_EXTENSIONS, CorpusSource, describe_source, discover
+from xcodec.dataset.store import Failure, OutputStore, Plan, ShardRow, build_plan
+from xcodec.errors import XcodecError
+
+__all__ = [
+    "CodecFactory",
+    "TokenizeOptions",
+    "TokenizeResult",
+    "codec_info",
+    "load_codec",
+    "tokenize_corpus",
+]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclasses.dataclass
+class TokenizeOptions:
+    """Everything ``xcodec tokenize`` takes; see ``xcodec tokenize --help`` for each option."""
+
+    input: str
+    out: str
+    model: str = DEFAULT_MODEL
+    device: str | None = None
+    devices: list[str] | None = None
+    dtype: str = "float32"
+    batch_seconds: float = 120.0
+    num_workers: int = 1
+    shard_size: int = 1000
+    bandwidth: float | None = None
+    engine: str = "local"
+    input_format: str = "auto"
+    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
+    root: str | None = None
+    path_column: str | None = None
+    id_column: str = "id"
+    audio_column: str = "audio"
+    split: str | None = None
+    keep_columns: list[str] | None = None
+    retry_errors: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    offline: bool = False
+    ray_address: str | None = None
+    ray_actors: int = 1
+    ray_gpus_per_actor: float = 0.0
+    ray_cpus_per_actor: float = 1.0
+    ray_batch_size: int = 32
+
+
+# Builds the codec for one device. Must be a module-level function: device processes and
+# Ray actors receive it by reference.
+CodecFactory = Callable[[TokenizeOptions, "str | None"], Codec]
+
+
+@dataclasses.dataclass
+class TokenizeResult:
+    """How a run ended: the summary written to summary.json and the exit status of the command."""
+
+    summary: dict[str, Any]
+    exit_status: int
+
+
+def load_codec(options: TokenizeOptions, device: str | None) -> Codec:
+    """The default :data:`CodecFactory`: :func:`xcodec.api.load` with the job's options."""
+    from xcodec.api import load
+
+    return load(
+        options.model,
+        device=device,
+        dtype=DTYPES[options.dtype],
+        max_batch_seconds=options.batch_seconds,
+        local_files_only=options.offline or None,
+    )
+
+
+def codec_info(codec: Codec, options: TokenizeOptions) -> dict[str, Any]:
+    """What every shard records about the model that produced it."""
+    model = codec.model
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        described = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    else:
+        described = type(model).__qualname__
+    return {
+        "model_id": codec.model_id or options.model,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "config_hash": hashlib.sha256(described.encode()).hexdigest()[:16],
+        "sample_rate": int(codec.sample_rate),
+        "frame_rate": float(codec.frame_rate),
+        "num_codebooks": int(codec.num_codebooks),
+        "codebook_size": int(codec.codebook_size),
+        "bandwidth": options.bandwidth,
+        "dtype": options.dtype,
+    }
+
+
+def _job_fingerprint(options: TokenizeOptions) -> dict[str, Any]:
+    """What must not change between a run and its rerun (it would change the tokens or the items)."""
+    model = options.model
+    if os.path.exists(model):
+        model = os.path.abspath(model)
+    return {
+        "input": describe_source(options.input),
+        "input_format": options.input_format,
+        "model": model,
+        "dtype": options.dtype,
+        "bandwidth": options.bandwidth,
+    }
+
+
+def tokenize_corpus(options: TokenizeOptions, codec_factory: CodecFactory = load_codec) -> TokenizeResult:
+    """Run (or resume) a tokenize job; returns the summary and 0, or 1 when some items failed."""
+    if options.engine not in ("local", "ray"):
+        raise XcodecError(f"unknown engine {options.engine!r}; choose local or ray")
+    store = OutputStore(options.out)
+    started = time.monotonic()
+    with store.locked():
+        if options.overwrite:
+            store.clear()
+        corpus, items = discover(
+            options.input,
+            input_format=options.input_format,
+            extensions=options.extensions,
+            root=options.root,
+            path_column=options.path_column,
+            id_column=options.id_column,
+            audio_column=options.audio_column,
+            split=options.split,
+            keep_columns=options.keep_columns,
+        )
+        plan = store.load_or_save_plan(build_plan(items, corpus, options.shard_size, _job_fingerprint(options)))
+        done = store.done_shards(plan, retry_errors=options.retry_errors)
+        pending = [s for s in range(plan.num_shards) if s not in done]
+        total_items = sum(len(plan.shard_range(s)) for s in pending)
+        progress = Progress(total_items, options.progress)
+        try:
+            if not pending:
+                pass
+            elif options.engine == "ray":
+                from xcodec.dataset.ray_engine import run_ray
+
+                run_ray(plan, store, pending, options, codec_factory, progress.update)
+            else:
+                run_local(plan, store, pending, options, codec_factory, progress.update)
+        finally:
+            progress.close()
+        wall = time.monotonic() - started
+        run = {
+            "engine": options.engine,
+            "shards_written": len(pending),
+            "items": progress.files,
+            "audio_seconds": round(progress.seconds, 3),
+            "wall_seconds": round(wall, 3),
+            "files_per_second": round(progress.files / wall, 3) if wall > 0 else None,
+            "audio_seconds_per_second": round(progress.seconds / wall, 3) if wall > 0 else None,
+        }
+        summary = store.finalize(plan, run)
+    return TokenizeResult(summary, 1 if summary["num_failed"] else 0)
+
+
+class Progress:
+    """A progress bar in files, with audio-hours/s and real-time factor; tqdm supplies files/s and the ETA."""
+
+    def __init__(self, total_files: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total_files, unit="file", disable=not enabled or None, dynamic_ncols=True, smoothing=0.05
+        )
+        self.started = time.monotonic()
+        self.files = 0
+        self.seconds = 0.0
+
+    def update(self, files: int, audio_seconds: float) -> None:
+        self.files += files
+        self.seconds += audio_seconds
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        self.bar.set_postfix_str(
+            f"{self.seconds / 3600.0 / elapsed:.4f} audio-h/s, {self.seconds / elapsed:.1f}x realtime",
+            refresh=False,
+        )
+        self.bar.update(files)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ---- one device ------------------------------------------------------------------------
+
+
+def run_local(
+    plan: Plan,
+    store: OutputStore,
+    pending: list[int],
+    options: TokenizeOptions,
+    codec_factory: CodecFactory,
+    report: Callable[[int, float], None],
+) -> None:
+    """Process ``pending`` shards here, or in one process per device when ``options.devices`` has several."""
+    devices = options.devices or [options.device]  # type: ignore[list-item]
+    if len(devices) > 1:
+        _run_devices(plan, store, pending, options, codec_factory, report, devices)
+        return
+    codec = codec_factory(options, devices[0])
+    process_shards(codec, plan, store, iter(pending), options, options.num_workers, report)
+
+
+def _requests(plan: Plan, shards: Iterable[int]) -> Iterator[DecodeRequest]:
+    for shard in shards:
+        for index, item in zip(plan.shard_range(shard), plan.items(plan.shard_range(shard)), strict=True):
+            yield DecodeRequest(index, item.source, item.path, item.row)
+
+
+def decoded_stream(
+    requests: Iterator[DecodeRequest], num_workers: int, sample_rate: int, corpus: CorpusSource
+) -> Iterator[Decoded]:
+    """Decode items in order with ``num_workers`` background processes and a bounded read-ahead."""
+    if num_workers <= 0:
+        for request in requests:
+            yield decode_item(request, sample_rate, corpus)
+        return
+    context = multiprocessing.get_context("spawn")  # no forked copy of the model or of torch threads
+    read_ahead = num_workers * 4
+    executor = ProcessPoolExecutor(num_workers, mp_context=context)
+    window: deque[tuple[DecodeRequest, Future[Decoded]]] = deque()
+    try:
+        for request in requests:
+            window.append((request, executor.submit(decode_item, request, sample_rate, corpus)))
+            while len(window) >= read_ahead:
+                decoded, executor = _next_result(window, executor, context, num_workers, sample_rate, corpus)
+                yield decoded
+        while window:
+            decoded, executor = _next_result(window, executor, context, num_workers, sample_rate, corpus)
+            yield decoded
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _next_result(
+    window: deque[tuple[DecodeRequest, Future[Decoded]]],
+    executor: ProcessPoolExecutor,
+    context: Any,
+    num_workers: int,
+    sample_rate: int,
+    corpus: CorpusSource,
+) -> tuple[Decoded, ProcessPoolExecutor]:
+    request, future = window.popleft()
+    try:
+        return future.result(), executor
+    except BrokenProcessPool:
+        pass
+    # A decoder process died (a crashing codec library, the OOM killer). Every item in flight
+    # is retried, each alone in a fresh process, so only the file that kills it is failed.
+    executor.shutdown(wait=True, cancel_futures=True)
+    retry = [request] + [r for r, _ in window]
+    window.clear()
+    first: Decoded | None = None
+    for item in retry:
+        with ProcessPoolExecutor(1, mp_context=context) as single:
+            try:
+                decoded = single.submit(decode_item, item, sample_rate, corpus).result()
+            except BrokenProcessPool:
+                decoded = Decoded(item.index, None, error=f"{item.source}: the decoder process crashed on it")
+        if first is None:
+            first = decoded
+        else:
+            done: Future[Decoded] = Future()
+            done.set_result(decoded)
+            window.append((item, done))
+    assert first is not None
+    return first, ProcessPoolExecutor(num_workers, mp_context=context)
+
+
+@dataclasses.dataclass
+class _ShardWork:
+    shard: int
+    expected: int
+    rows: list[ShardRow] = dataclasses.field(default_factory=list)
+    failures: list[Failure] = dataclasses.field(default_factory=list)
+    pool: list[Decoded] = dataclasses.field(default_factory=list)
+    pool_samples: int = 0
+    seen: int = 0
+
+
+def process_shards(
+    codec: Codec,
+    plan: Plan,
+    store: OutputStore,
+    shards: Iterator[int],
+    options: TokenizeOptions,
+    num_workers: int,
+    report: Callable[[int, float], None],
+) -> None:
+    """Decode, encode and write each shard of ``shards`` (an iterator: it may be fed by a queue)."""
+    info = codec_info(codec, options)
+    sample_rate = codec.sample_rate
+    # Decoded audio is encoded in pools of a few batches, so length bucketing has items to sort
+    # while memory stays bounded whatever the shard size.
+    pool_limit = int(4 * options.batch_seconds * sample_rate)
+    ids = plan.table.column("id")
+    sources = plan.table.column("source")
+    work: _ShardWork | None = None
+    for decoded in decoded_stream(_requests(plan, shards), num_workers, sample_rate, plan.corpus):
+        shard = decoded.index // plan.shard_size
+        if work is None or work.shard != shard:
+            work = _ShardWork(shard, len(plan.shard_range(shard)))
+        work.seen += 1
+        if decoded.error is not None or decoded.waveform is None:
+            work.failures.append(
+                Failure(decoded.index, str(ids[decoded.index]), str(sources[decoded.index]), str(decoded.error))
+            )
+            report(1, 0.0)
+        else:
+            work.pool.append(decoded)
+            work.pool_samples += decoded.waveform.shape[-1]
+        if work.pool and (work.pool_samples >= pool_limit or work.seen == work.expected):
+            _encode_pool(codec, work, plan, options.bandwidth, report)
+        if work.seen == work.expected:
+            store.write_shard(plan, work.shard, work.rows, work.failures, info)
+            work = None
+
+
+def _encode_pool(
+    codec: Codec, work: _ShardWork, plan: Plan, bandwidth: float | None, report: Callable[[int, float], None]
+) -> None:
+    pool, work.pool, work.pool_samples = work.pool, [], 0
+    prepared = [
+        PreparedAudio(
+            torch.from_numpy(d.waveform),  # type: ignore[arg-type]
+            str(plan.table.column("source")[d.index]),
+            d.original_sample_rate,
+            d.mixed_down,
+        )
+        for d in pool
+    ]
+    try:
+        encoded: list[torch.Tensor | str] = list(codec.encode_prepared(prepared, bandwidth=bandwidth))
+    except (XcodecError, RuntimeError, ValueError):
+        # Find the item at fault by encoding each alone; the others still get their tokens.
+        encoded = [_encode_one(codec, p, bandwidth) for p in prepared]
+    for decoded, item, codes in zip(pool, prepared, encoded, strict=True):
+        num_samples = int(item.waveform.shape[-1])
+        if isinstance(codes, str):
+            work.failures.append(
+                Failure(decoded.index, str(plan.table.column("id")[decoded.index]), item.source, codes)
+            )
+            report(1, 0.0)
+            continue
+        work.rows.append(
+            ShardRow(decoded.index, codes.numpy().astype(np.int32), num_samples, item.original_sample_rate)
+        )
+        report(1, num_samples / codec.sample_rate)
+
+
+def _encode_one(codec: Codec, item: PreparedAudio, bandwidth: float | None) -> torch.Tensor | str:
+    try:
+        return codec.encode_prepared([item], bandwidth=bandwidth)[0]
+    except (XcodecError, RuntimeError, ValueError) as exc:
+        return f"{item.source}: encoding failed: {type(exc).__name__}: {exc}"
+
+
+# ---- several devices -------------------------------------------------------------------
+
+
+def _run_devices(
+    plan: Plan,
+    store: OutputStore,
+    pending: list[int],
+    options: TokenizeOptions,
+    codec_factory: CodecFactory,
+    report: Callable[[int, float], None],
+    devices: list[str],
+) -> None:
+    """One process per device, each loading the model once and taking whole shards from a queue."""
+    context = multiprocessing.get_context("spawn")
+    shard_queue = context.Queue()
+    events = context.Queue()
+    for shard in pending:
+        shard_queue.put(shard)
+    for _ in devices:
+        shard_queue.put(None)
+    workers_each = options.num_workers // len(devices) if options.num_workers > 0 else 0
+    if options.num_workers > 0:
+        workers_each = max(1, workers_each)
+    processes = [
+        context.Process(
+            target=_device_main,
+            args=(device, options, codec_factory, shard_queue, events, workers_each),
+            name=f"xcodec-tokenize-{device}",
+        )
+        for device in devices
+    ]
+    for process in processes:
+        process.start()
+    try:
+        while any(p.is_alive() for p in processes) or not events.empty():
+            try:
+                files, seconds = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            report(files, seconds)
+    finally:
+        for process in processes:
+            process.join()
+    failed = [f"{d} (exit code {p.exitcode})" for d, p in zip(devices, processes, strict=True) if p.exitcode]
+    if failed:
+        raise XcodecError(f"device process failed: {', '.join(failed)}; rerun the same command to resume")
+
+
+def _device_main(
+    device: str,
+    options: TokenizeOptions,
+    codec_factory: CodecFactory,
+    shard_queue: Any,
+    events: Any,
+    num_workers: int,
+) -> None:
+    store = OutputStore(options.out)
+    plan = store.load_plan()
+    codec = codec_factory(options, device)
+
+    def shards() -> Iterator[int]:
+        while (shard := shard_queue.get()) is not None:
+            yield shard
+
+    process_shards(codec, plan, store, shards(), options, num_workers, lambda f, s: events.put((f, s)))

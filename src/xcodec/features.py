@@ -1,0 +1,554 @@
+"""Feature extractors: waveforms in, padded model inputs out (no model code here).
+
+Two front ends, each reading and writing the Transformers ``preprocessor_config.json``:
+
+- :class:`Xcodec2FeatureExtractor` pads audio for X-Codec2's acoustic encoder and computes
+  the Kaldi-compatible log-mel filterbank its semantic encoder (Wav2Vec2-BERT) reads,
+  normalised per utterance and stacked two frames at a time.
+- :class:`XcodecFeatureExtractor` pads audio for X-Codec the way Transformers'
+  ``DacFeatureExtractor`` does (X-Codec's published checkpoints use that extractor).
+
+The filterbank is plain torch (``unfold`` + ``rfft``), computed for the whole batch at once,
+on whatever device the audio is on. It follows ``torchaudio.compliance.kaldi.fbank`` step
+by step (same operations in the same order, float32), because the reference calls that.
+
+Padding rules, pinned by ``tests/test_features.py::test_matches_reference_extractor``:
+
+X-Codec2 (``Xcodec2FeatureExtractor``), an item of ``n`` samples in a batch:
+    ``padded_length(n) = ceil((n + 1) / hop_length) * hop_length``; ``input_values`` has
+    ``max(padded_length(n_i))`` samples, the item's audio then zeros; ``padding_mask`` is 1
+    on the first ``n + 1`` samples. The item's filterbank is taken over its first
+    ``padded_length(n)`` samples with ``hop_length // 2`` zeros added on both sides, which
+    for the defaults gives ``2 * padded_length(n) / hop_length`` frames.
+X-Codec (``XcodecFeatureExtractor``):
+    every item is zero-padded to ``ceil(max(n_i) / hop_length) * hop_length``; ``padding_mask``
+    is 1 on the item's own ``n`` samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xcodec.checkpoints.common import resolve_checkpoint
+from xcodec.configs.base import ConfigBase, ConfigError
+from xcodec.errors import AudioError
+
+__all__ = [
+    "PREPROCESSOR_CONFIG_NAME",
+    "BatchFeature",
+    "Xcodec2FeatureExtractor",
+    "XcodecFeatureExtractor",
+    "kaldi_fbank",
+    "kaldi_mel_banks",
+]
+
+PREPROCESSOR_CONFIG_NAME = "preprocessor_config.json"
+
+# Kaldi filterbank options the X-Codec2 reference passes to torchaudio's ``kaldi.fbank``.
+# Kaldi works on 16-bit integer sample values, so [-1, 1] audio is scaled by 2**15 first.
+KALDI_WAVEFORM_SCALE = 2.0**15
+PREEMPHASIS_COEFFICIENT = 0.97
+# Lowest mel edge in Hz (Kaldi's default ``low_freq``); the highest is the Nyquist rate.
+MEL_LOW_FREQUENCY = 20.0
+# Kaldi's povey window: a Hann window raised to this power (it reaches zero at both ends).
+POVEY_EXPONENT = 0.85
+# Mel energies are floored at float32 machine epsilon before the log, as Kaldi does.
+LOG_FLOOR = float(torch.finfo(torch.float32).eps)
+# Added to the per-bin variance before the square root in per-utterance normalisation.
+NORMALISATION_EPSILON = 1e-7
+
+
+class BatchFeature(dict[str, Any]):
+    """The extractor's output: a dict of batched tensors, also readable as attributes.
+
+    ``.to(device)`` moves every tensor; ``.to(dtype)`` or ``.to(device, dtype)`` casts only
+    the floating tensors, so masks keep their integer type (as Transformers' BatchFeature).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to(
+        self,
+        device: str | torch.device | torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        non_blocking: bool = False,
+    ) -> BatchFeature:
+        """Return a copy with tensors on ``device`` and floating tensors cast to ``dtype``."""
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
+        moved = BatchFeature()
+        for name, value in self.items():
+            if not isinstance(value, torch.Tensor):
+                moved[name] = value
+            elif torch.is_floating_point(value):
+                moved[name] = value.to(device=device, dtype=dtype, non_blocking=non_blocking)
+            else:
+                moved[name] = value.to(device=device, non_blocking=non_blocking)
+        return moved
+
+
+# --------------------------------------------------------------------------------------
+# Kaldi filterbank
+# --------------------------------------------------------------------------------------
+
+
+def _mel_scale(frequency: Any) -> Any:
+    """Kaldi's (natural-log) mel scale, for floats and tensors alike."""
+    if isinstance(frequency, torch.Tensor):
+        return 1127.0 * (1.0 + frequency / 700.0).log()
+    return 1127.0 * math.log(1.0 + frequency / 700.0)
+
+
+@lru_cache(maxsize=8)
+def _mel_banks_cpu(
+    num_mel_bins: int, fft_size: int, sample_rate: float, low_freq: float, high_freq: float
+) -> torch.Tensor:
+    nyquist = 0.5 * sample_rate
+    if not (0.0 <= low_freq < nyquist and 0.0 < high_freq <= nyquist and low_freq < high_freq):
+        raise ValueError(f"mel range {low_freq}..{high_freq} Hz does not fit below Nyquist {nyquist} Hz")
+    mel_low, mel_high = _mel_scale(low_freq), _mel_scale(high_freq)
+    # num_mel_bins + 1 steps: the outer triangles reach one step past the end centres.
+    mel_step = (mel_high - mel_low) / (num_mel_bins + 1)
+    # Float32 on the CPU with the arithmetic of torchaudio's get_mel_banks, so the table is
+    # bit-identical to the one the reference multiplies by.
+    bin_index = torch.arange(num_mel_bins).unsqueeze(1)
+    left = mel_low + bin_index * mel_step
+    centre = mel_low + (bin_index + 1.0) * mel_step
+    right = mel_low + (bin_index + 2.0) * mel_step
+    fft_mel = _mel_scale(sample_rate / fft_size * torch.arange(fft_size / 2)).unsqueeze(0)
+    rising = (fft_mel - left) / (centre - left)
+    falling = (right - fft_mel) / (right - centre)
+    banks = torch.max(torch.zeros(1), torch.min(rising, falling))
+    # Kaldi leaves the Nyquist bin out of every triangle.
+    return F.pad(banks, (0, 1))
+
+
+def kaldi_mel_banks(
+    num_mel_bins: int,
+    fft_size: int,
+    sample_rate: float,
+    low_freq: float = MEL_LOW_FREQUENCY,
+    high_freq: float | None = None,
+) -> torch.Tensor:
+    """Kaldi's triangular mel filters, linear in mel, unnormalised.
+
+    Returns ``(num_mel_bins, fft_size // 2 + 1)`` float32 on the CPU; the last (Nyquist)
+    column is zero. ``high_freq=None`` means the Nyquist rate.
+    """
+    high = 0.5 * sample_rate if high_freq is None else float(high_freq)
+    return _mel_banks_cpu(num_mel_bins, fft_size, float(sample_rate), float(low_freq), high).clone()
+
+
+@lru_cache(maxsize=8)
+def _povey_window_cpu(frame_length: int) -> torch.Tensor:
+    return torch.hann_window(frame_length, periodic=False).pow(POVEY_EXPONENT)
+
+
+def kaldi_fbank(
+    waveforms: torch.Tensor,
+    *,
+    sample_rate: int = 16000,
+    num_mel_bins: int = 80,
+    frame_length: int = 400,
+    frame_shift: int = 160,
+    low_freq: float = MEL_LOW_FREQUENCY,
+    high_freq: float | None = None,
+    preemphasis: float = PREEMPHASIS_COEFFICIENT,
+) -> torch.Tensor:
+    """Kaldi log-mel filterbank of a batch, as ``kaldi.fbank`` with dither 0 and no energy.
+
+    waveforms: (batch, samples) float, in the units Kaldi expects (scale [-1, 1] audio by
+        ``KALDI_WAVEFORM_SCALE`` first).
+    Returns (batch, frames, num_mel_bins) in the waveforms' dtype and device, with
+    ``frames = 1 + (samples - frame_length) // frame_shift`` (Kaldi's ``snip_edges``).
+
+    Per frame: remove the DC offset, pre-emphasise (the first sample against itself), apply
+    the povey window, zero-pad to the next power of two, take the power spectrum, apply the
+    mel filters and the log (floored at float32 epsilon).
+    """
+    batch, num_samples = waveforms.shape
+    if num_samples < frame_length:
+        raise AudioError(f"{num_samples} samples is shorter than one {frame_length}-sample analysis frame")
+    device, dtype = waveforms.device, waveforms.dtype
+    frames = waveforms.unfold(-1, frame_length, frame_shift)  # (batch, frames, frame_length)
+    frames = frames - frames.mean(dim=-1, keepdim=True)
+    previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+    frames = frames - preemphasis * previous
+    frames = frames * _povey_window_cpu(frame_length).to(device=device, dtype=dtype)
+    fft_size = 1 << (frame_length - 1).bit_length()
+    power = torch.fft.rfft(frames, n=fft_size).abs().pow(2.0)  # (batch, frames, fft_size // 2 + 1)
+    banks = kaldi_mel_banks(num_mel_bins, fft_size, sample_rate, low_freq, high_freq).to(device, dtype)
+    num_frames = frames.shape[1]
+    mel = torch.mm(power.reshape(batch * num_frames, -1), banks.T).reshape(batch, num_frames, num_mel_bins)
+    return mel.clamp_min(LOG_FLOOR).log()
+
+
+# --------------------------------------------------------------------------------------
+# Input checking shared by both extractors
+# --------------------------------------------------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def _split_batch(audio: Any) -> list[Any]:
+    """A single waveform or a list of them -> a list of items."""
+    if isinstance(audio, (list, tuple)):
+        if len(audio) == 0:
+            raise AudioError("got an empty list of audio")
+        if all(_is_number(v) for v in audio):
+            return [audio]
+        return list(audio)
+    return [audio]
+
+
+def _item_to_tensor(item: Any, index: int, device: torch.device | None) -> torch.Tensor:
+    """One waveform -> a 1-D float32 tensor; raise AudioError naming the item otherwise."""
+    if isinstance(item, torch.Tensor):
+        tensor = item
+    elif isinstance(item, np.ndarray):
+        tensor = torch.from_numpy(item)
+    elif isinstance(item, (list, tuple)) and all(_is_number(v) for v in item):
+        tensor = torch.tensor(item, dtype=torch.float64)
+    else:
+        raise AudioError(f"audio item {index}: expected a numpy array or torch tensor, got {type(item).__name__}")
+    if not (tensor.is_floating_point()):
+        raise AudioError(
+            f"audio item {index} has dtype {tensor.dtype}; pass float audio in [-1, 1] "
+            "(xcodec.audio.as_waveform converts integer PCM)"
+        )
+    if tensor.dim() == 2 and tensor.shape[0] == 1:
+        tensor = tensor[0]
+    if tensor.dim() == 2:
+        raise AudioError(
+            f"audio item {index} has shape {tuple(tensor.shape)}, read as (channels, samples) with "
+            f"{tensor.shape[0]} channels; the codec takes mono audio: mix it down with "
+            "xcodec.audio.to_mono, or pass a list of 1-D waveforms for a batch"
+        )
+    if tensor.dim() != 1:
+        raise AudioError(f"audio item {index} has shape {tuple(tensor.shape)}; expected (samples,)")
+    if tensor.numel() == 0:
+        raise AudioError(f"audio item {index} is empty (0 samples)")
+    if not bool(torch.isfinite(tensor).all()):
+        raise AudioError(f"audio item {index} contains NaN or infinite samples")
+    return tensor.to(device=device, dtype=torch.float32)
+
+
+def _check_sampling_rate(sampling_rate: int | None, expected: int) -> None:
+    if sampling_rate is not None and sampling_rate != expected:
+        raise AudioError(
+            f"audio at {sampling_rate} Hz, but this codec takes {expected} Hz: resample it first "
+            f"(xcodec.audio.resample, or xcodec.audio.load_audio(path, target_sample_rate={expected}))"
+        )
+
+
+def _default_device(items: Sequence[Any], device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    first = items[0]
+    return first.device if isinstance(first, torch.Tensor) else torch.device("cpu")
+
+
+def _pad_batch(items: Sequence[torch.Tensor], total_length: int, value: float) -> torch.Tensor:
+    """Right-pad 1-D tensors to ``total_length``: (batch, total_length)."""
+    out = items[0].new_full((len(items), total_length), value)
+    for row, item in zip(out, items, strict=True):
+        row[: item.numel()] = item
+    return out
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _finish(outputs: dict[str, torch.Tensor], return_tensors: str) -> BatchFeature:
+    if return_tensors == "pt":
+        return BatchFeature(outputs)
+    if return_tensors == "np":
+        return BatchFeature({k: v.cpu().numpy() for k, v in outputs.items()})
+    raise ValueError(f"return_tensors must be 'pt' or 'np', not {return_tensors!r}")
+
+
+# --------------------------------------------------------------------------------------
+# Config plumbing shared by both extractors
+# --------------------------------------------------------------------------------------
+
+E = TypeVar("E", bound="_PreprocessorConfig")
+
+
+@dataclasses.dataclass
+class _PreprocessorConfig(ConfigBase):
+    """Fields and file I/O of a ``preprocessor_config.json``."""
+
+    # Class name Transformers records (and dispatches on) in ``feature_extractor_type``.
+    feature_extractor_type: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls: type[E], values: dict[str, Any]) -> E:
+        values = dict(values)
+        given = values.pop("feature_extractor_type", None)
+        if given is not None and given != cls.feature_extractor_type:
+            raise ConfigError(
+                f"{cls.__name__} reads a {cls.feature_extractor_type} preprocessor config, this one "
+                f"is for {given}"
+            )
+        return super().from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["feature_extractor_type"] = self.feature_extractor_type
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls: type[E],
+        id_or_path: str | os.PathLike[str],
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool | None = None,
+        token: str | bool | None = None,
+    ) -> E:
+        """Read ``preprocessor_config.json`` from a local folder (or the file itself) or a hub repo.
+
+        A checkpoint without that file gets the defaults, which are those of the published
+        checkpoints.
+        """
+        location = resolve_checkpoint(
+            id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
+        path = location if location.is_file() else location / PREPROCESSOR_CONFIG_NAME
+        if not path.exists():
+            return cls()
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path} does not hold a JSON object")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``preprocessor_config.json`` into ``folder`` (created if needed); return its path."""
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / PREPROCESSOR_CONFIG_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    def _check_common(self) -> None:
+        if self.padding_side != "right":  # type: ignore[attr-defined]
+            raise ConfigError(f"only right padding is supported, the config asks for {self.padding_side!r}")  # type: ignore[attr-defined]
+        if self.hop_length <= 0:  # type: ignore[attr-defined]
+            raise ConfigError(f"hop_length must be positive, got {self.hop_length}")  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------
+# X-Codec2
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Xcodec2FeatureExtractor(_PreprocessorConfig):
+    """X-Codec2 inputs: padded audio for the acoustic encoder, stacked log-mel for the semantic one.
+
+    Fields are those of the reference's ``preprocessor_config.json``. The reference
+    hard-codes ``stride``, ``num_mel_bins``, ``frame_length`` and ``frame_shift``; here they
+    are read from the config, with the same defaults.
+    """
+
+    feature_extractor_type: ClassVar[str] = "Xcodec2FeatureExtractor"
+
+    feature_size: int = 80
+    sampling_rate: int = 16000
+    # Fills the mel features of padded frames (audio padding is always 0.0).
+    padding_value: float = 1.0
+    padding_side: str = "right"
+    return_attention_mask: bool = True
+    hop_length: int = 320
+    stride: int = 2
+    num_mel_bins: int = 80
+    frame_length: int = 400
+    frame_shift: int = 160
+
+    def __post_init__(self) -> None:
+        self._check_common()
+
+    def padded_length(self, num_samples: int) -> int:
+        """Samples an item of ``num_samples`` occupies after padding: ``ceil((n + 1) / hop) * hop``.
+
+        Reference quirk ("always pad 1..hop_length samples"): the reference appends one zero
+        to every item before rounding up to a multiple of ``hop_length``, so audio that is
+        already a multiple of the hop still gets a whole extra hop of zeros (and one more
+        code frame). Pinned by ``test_padding_rule`` and ``test_matches_reference_extractor``.
+        """
+        return _round_up(num_samples + 1, self.hop_length)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Filterbank frames (before stacking) of an item of ``num_samples``."""
+        window_input = self.padded_length(num_samples) + 2 * (self.hop_length // 2)
+        return 1 + (window_input - self.frame_length) // self.frame_shift
+
+    def __call__(
+        self,
+        audio: Any,
+        sampling_rate: int | None = None,
+        return_tensors: str = "pt",
+        device: str | torch.device | None = None,
+    ) -> BatchFeature:
+        """Pad a batch and compute its features.
+
+        audio: one mono waveform, (samples,) or (1, samples), numpy or torch, float in
+            [-1, 1] at ``sampling_rate`` Hz; or a list of them of any lengths.
+        sampling_rate: the audio's rate; None means it is already ``self.sampling_rate``.
+        device: where to compute and return; None: the first input's device (CPU for numpy).
+
+        Returns a :class:`BatchFeature` with
+
+        - ``input_values``: (batch, 1, samples) float32, each item followed by zeros;
+        - ``padding_mask``: (batch, samples) int32, 1 on the item's samples plus one;
+        - ``input_features``: (batch, frames // stride, num_mel_bins * stride) float32,
+          ``padding_value`` on padded frames;
+        - ``input_features_mask``: (batch, frames // stride) int32.
+        """
+        _check_sampling_rate(sampling_rate, self.sampling_rate)
+        raw_items = _split_batch(audio)
+        target = _default_device(raw_items, device)
+        items = [_item_to_tensor(item, index, target) for index, item in enumerate(raw_items)]
+        lengths = [item.numel() for item in items]
+
+        # Acoustic input: padded_length(n) = ceil((n + 1) / hop) * hop (see padded_length for
+        # the quirk); the batch is as long as its longest padded item.
+        padded_lengths = [self.padded_length(n) for n in lengths]
+        total_length = max(padded_lengths)
+        input_values = _pad_batch(items, total_length, 0.0)
+        sample_index = torch.arange(total_length, device=target)
+        # The appended zero counts as a real sample in the reference's mask.
+        mask_lengths = torch.tensor(lengths, device=target) + 1
+        padding_mask = (sample_index < mask_lengths[:, None]).to(torch.int32)
+
+        features, frame_mask = self._semantic_features(input_values, lengths)
+        return _finish(
+            {
+                "input_values": input_values[:, None, :],
+                "padding_mask": padding_mask,
+                "input_features": features,
+                "input_features_mask": frame_mask,
+            },
+            return_tensors,
+        )
+
+    def _semantic_features(
+        self, input_values: torch.Tensor, lengths: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, samples) padded audio and each item's own length -> stacked normalised
+        log-mel (batch, rows, stride * num_mel_bins) and its row mask (batch, rows)."""
+        batch, _ = input_values.shape
+        device = input_values.device
+        # Each item's filterbank sees its own padded_length(n) samples centred by hop // 2
+        # zeros per side. Samples past that are zeros in input_values too, so one fbank over
+        # the whole batch gives every item its own frames; later frames are discarded.
+        half_hop = self.hop_length // 2
+        waveforms = F.pad(input_values * KALDI_WAVEFORM_SCALE, (half_hop, half_hop))
+        log_mel = kaldi_fbank(
+            waveforms,
+            sample_rate=self.sampling_rate,
+            num_mel_bins=self.num_mel_bins,
+            frame_length=self.frame_length,
+            frame_shift=self.frame_shift,
+            high_freq=float(self.sampling_rate // 2),
+        )  # (batch, frames, num_mel_bins)
+        frames_per_item = torch.tensor([self.num_frames(n) for n in lengths], device=device)
+        num_frames = log_mel.shape[1]
+        valid = torch.arange(num_frames, device=device)[None, :] < frames_per_item[:, None]  # (batch, frames)
+
+        # Per-utterance, per-bin mean and unbiased variance over each item's own frames.
+        count = frames_per_item.to(log_mel.dtype)[:, None, None]
+        keep = valid[:, :, None]
+        mean = torch.where(keep, log_mel, 0.0).sum(dim=1, keepdim=True) / count
+        centred = torch.where(keep, log_mel - mean, 0.0)
+        variance = centred.square().sum(dim=1, keepdim=True) / (count - 1).clamp_min(1)
+        normalised = (log_mel - mean) / torch.sqrt(variance + NORMALISATION_EPSILON)
+        normalised = torch.where(keep, normalised, self.padding_value)
+
+        # Pad the frame axis to a multiple of the stride, then stack `stride` frames per row.
+        stacked_frames = _round_up(num_frames, self.stride)
+        extra = stacked_frames - num_frames
+        normalised = F.pad(normalised, (0, 0, 0, extra), value=self.padding_value)
+        frame_mask = F.pad(valid.to(torch.int32), (0, extra))
+        rows = stacked_frames // self.stride
+        features = normalised.reshape(batch, rows, self.stride * self.num_mel_bins)
+        # A stacked row is valid only if all its frames are.
+        row_mask = frame_mask.reshape(batch, rows, self.stride).amin(dim=-1)
+        return features, row_mask
+
+
+# --------------------------------------------------------------------------------------
+# X-Codec
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class XcodecFeatureExtractor(_PreprocessorConfig):
+    """X-Codec inputs: audio zero-padded to a multiple of the hop, as ``DacFeatureExtractor``.
+
+    The published ``hf-audio/xcodec-*`` checkpoints ship a ``DacFeatureExtractor`` config
+    with ``hop_length`` equal to the acoustic model's total downsampling (320 at 16 kHz).
+    """
+
+    feature_extractor_type: ClassVar[str] = "DacFeatureExtractor"
+
+    feature_size: int = 1
+    sampling_rate: int = 16000
+    padding_value: float = 0.0
+    padding_side: str = "right"
+    return_attention_mask: bool = True
+    hop_length: int = 320
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        if self.feature_size != 1:
+            raise ConfigError(f"only mono audio (feature_size 1) is supported, got {self.feature_size}")
+
+    def __call__(
+        self,
+        raw_audio: Any,
+        sampling_rate: int | None = None,
+        return_tensors: str = "pt",
+        device: str | torch.device | None = None,
+    ) -> BatchFeature:
+        """Pad a batch of mono waveforms to a common multiple of ``hop_length``.
+
+        raw_audio: one waveform, (samples,) or (1, samples), or a list of them.
+        Returns ``input_values`` (batch, 1, samples) float32 and ``padding_mask``
+        (batch, samples) int32, 1 on each item's own samples.
+        """
+        _check_sampling_rate(sampling_rate, self.sampling_rate)
+        raw_items = _split_batch(raw_audio)
+        target = _default_device(raw_items, device)
+        items = [_item_to_tensor(item, index, target) for index, item in enumerate(raw_items)]
+        lengths = torch.tensor([item.numel() for item in items], device=target)
+        total_length = _round_up(int(lengths.max()), self.hop_length)
+        input_values = _pad_batch(items, total_length, self.padding_value)
+        padding_mask = (torch.arange(total_length, device=target)[None, :] < lengths[:, None]).to(torch.int32)
+        return _finish({"input_values": input_values[:, None, :], "padding_mask": padding_mask}, return_tensors)

@@ -1,0 +1,348 @@
+"""X-Codec2: 16 kHz speech <-> one stream of FSQ codes at 50 Hz (Ye et al. 2025, "Llasa").
+
+Data path (shapes for the default config, hop 320):
+
+    input_features (B, F, 160) --W2V-BERT (16 layers)--> (B, F, 1024) --semantic_adapter--> (B, 1024, F)
+    input_values (B, 1, 320 F) --acoustic_encoder------------------------------------------> (B, 1024, F)
+    concat -> fc_encoder -> quantizer (FSQ, 4^8 codes) -> audio_codes (B, 1, F)
+    codes -> project_out -> acoustic_decoder (Vocos: ResNet, transformer, ResNet, ISTFT) -> (B, 1, 320 F)
+
+Submodule names equal Transformers' ``Xcodec2Model`` so state-dict keys are identical.
+This file does no I/O: ``from_pretrained``/``save_pretrained`` delegate to
+:mod:`xcodec.checkpoints.xcodec2`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
+from xcodec.configs.xcodec2 import Xcodec2Config
+from xcodec.layers.bigcodec import AcousticEncoder
+from xcodec.layers.fsq import ProjectedFSQ
+from xcodec.layers.vocos import ISTFTHead, ResNetBlock, RotaryEmbedding, TransformerLayer
+from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
+
+__all__ = [
+    "Xcodec2DecoderOutput",
+    "Xcodec2EncoderOutput",
+    "Xcodec2Model",
+    "Xcodec2Output",
+]
+
+
+@dataclasses.dataclass
+class Xcodec2EncoderOutput:
+    """Result of :meth:`Xcodec2Model.encode`.
+
+    audio_codes: (batch, 1, frames) int32 code indices (Transformers returns int32 too).
+    audio_codes_mask: 1 where a frame lies wholly inside the unpadded audio, same dtype as
+        ``padding_mask``; (batch, frames) for a (batch, samples) padding mask, (batch, 1,
+        frames) for a (batch, 1, samples) one; None without a padding mask.
+    latents: (batch, quantization_dim, frames) quantised latents if asked for, else None.
+    """
+
+    audio_codes: torch.Tensor
+    audio_codes_mask: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+
+
+@dataclasses.dataclass
+class Xcodec2DecoderOutput:
+    """audio_values: (batch, 1, frames * hop_length) float waveform."""
+
+    audio_values: torch.Tensor
+
+
+@dataclasses.dataclass
+class Xcodec2Output:
+    """Result of :meth:`Xcodec2Model.forward` (encode then decode).
+
+    audio_values: (batch, 1, samples), cut to the input length. audio_codes, latents,
+    audio_codes_mask: as in :class:`Xcodec2EncoderOutput` (latents only if asked for).
+    """
+
+    audio_values: torch.Tensor
+    audio_codes: torch.Tensor
+    latents: torch.Tensor | None = None
+    audio_codes_mask: torch.Tensor | None = None
+
+
+class Xcodec2SemanticAdapter(nn.Module):
+    """Four 3-tap convs with a skip over the middle two: (batch, C, frames) -> (batch, C, frames)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(channels, channels, kernel_size=3, padding=1, bias=False)
+        self.conv2 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
+        self.conv4 = nn.Conv1d(channels, channels, kernel_size=3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x))
+        x = x + self.conv3(torch.relu(self.conv2(x)))
+        return self.conv4(x)
+
+
+class Xcodec2Decoder(nn.Module):
+    """Vocos decoder: (batch, frames, quantization_dim) -> (batch, 1, frames * hop_length).
+
+    Quirk ``rotary over heads`` (X-Codec2's original code, kept by Transformers 5.23): the
+    rotary embedding is indexed by the head number, not by time. Head h rotates its
+    queries and keys alike by angles h * inv_freq, and a rotation applied to both sides of
+    a dot product cancels, so the attention scores (and the output) are those of attention
+    with no position information at all; the decoder transformer is position-blind.
+    We still apply the rotation so the float arithmetic follows the reference.
+    Pinned by tests/test_xcodec2_model.py (``test_decoder_rotary_over_heads_is_position_blind``
+    and the parity tests).
+    """
+
+    def __init__(self, config: Xcodec2Config) -> None:
+        super().__init__()
+        hidden = config.hidden_size
+        head_dim = config.head_dim or hidden // config.num_attention_heads
+        self.num_attention_heads = config.num_attention_heads
+        self.fc = nn.Linear(config.quantization_dim, hidden)
+        self.embed = nn.Conv1d(hidden, hidden, kernel_size=7, padding=3)
+        self.prior_net = nn.ModuleList(
+            [ResNetBlock(hidden, dropout=config.activation_dropout) for _ in range(2)]
+        )
+        self.rotary_emb = RotaryEmbedding(head_dim, config.rope_theta)
+        self.layers = nn.ModuleList(
+            TransformerLayer(
+                hidden,
+                config.intermediate_size,
+                config.num_attention_heads,
+                config.num_key_value_heads or config.num_attention_heads,
+                head_dim,
+                eps=config.rms_norm_eps,
+                activation=config.hidden_act,
+                attention_bias=config.attention_bias,
+                attention_dropout=config.attention_dropout,
+            )
+            for _ in range(config.num_hidden_layers)
+        )
+        self.post_net = nn.ModuleList(
+            [ResNetBlock(hidden, dropout=config.activation_dropout) for _ in range(2)]
+        )
+        self.norm = nn.LayerNorm(hidden, eps=1e-6)
+        self.head = ISTFTHead(hidden, config.n_fft, config.hop_length)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        x = self.fc(latents)
+        x = self.embed(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.prior_net:
+            x = block(x)
+        # Quirk "rotary over heads" (see the class docstring): positions are head indices,
+        # cos/sin (heads, head_dim) broadcast as (1, heads, 1, head_dim).
+        head_index = torch.arange(self.num_attention_heads, device=x.device)
+        cos, sin = self.rotary_emb(head_index, x.dtype)
+        rotary = (cos[None, :, None, :], sin[None, :, None, :])
+        for layer in self.layers:
+            x = layer(x, rotary)
+        for block in self.post_net:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+class Xcodec2Model(CodecModel):
+    """X-Codec2 codec; the Transformers ``Xcodec2Model`` computation with native modules.
+
+    ``encode``/``decode``/``forward`` keep the Transformers argument names. Inputs come
+    from the X-Codec2 feature extractor (:class:`xcodec.features.Xcodec2FeatureExtractor`),
+    which always pads 1..hop_length zeros at the end of every item (upstream quirk "always
+    pad", so an item of exactly k hops still gets k + 1 frames) and stacks pairs of
+    80-bin fbank frames into 160-dim semantic features, one per code frame.
+    """
+
+    def __init__(self, config: Xcodec2Config) -> None:
+        super().__init__()
+        self.config = config
+        semantic_hidden = config.semantic_model_config.hidden_size
+        self.semantic_encoder = Wav2Vec2BertEncoder(config.semantic_model_config)
+        self.semantic_adapter = Xcodec2SemanticAdapter(semantic_hidden)
+        self.acoustic_encoder = AcousticEncoder(
+            config.encoder_hidden_size, config.downsampling_ratios, config.hidden_size
+        )
+        self.fc_encoder = nn.Linear(config.quantization_dim, config.quantization_dim)
+        self.quantizer = ProjectedFSQ(config.quantization_dim, config.quantization_levels, bound_twice=True)
+        self.acoustic_decoder = Xcodec2Decoder(config)
+
+    # ------------------------------------------------------------------ codec interface
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sampling_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    # ------------------------------------------------------------------ Transformers API
+    def _pre_quantization(
+        self, input_values: torch.Tensor, input_features: torch.Tensor, input_features_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Fused semantic + acoustic embedding, (batch, frames, quantization_dim)."""
+        # The semantic encoder is frozen in X-Codec2; no gradients flow into it.
+        with torch.no_grad():
+            semantic = self.semantic_encoder(input_features, input_features_mask)
+        semantic = self.semantic_adapter(semantic.transpose(1, 2))
+        acoustic = self.acoustic_encoder(input_values)
+        # Both streams run at one frame per hop; the feature extractor guarantees equal counts.
+        fused = torch.cat([semantic, acoustic], dim=1)
+        return self.fc_encoder(fused.transpose(1, 2))
+
+    def encode(
+        self,
+        input_values: torch.Tensor,
+        input_features: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        output_latents: bool = False,
+    ) -> Xcodec2EncoderOutput:
+        """Audio to codes.
+
+        input_values: (batch, 1, samples) waveform, samples a multiple of hop_length.
+        input_features: (batch, frames, 160) stacked fbank features, frames = samples / hop_length.
+        padding_mask: (batch, samples) or (batch, 1, samples), 1 on real audio; only used
+            to build ``audio_codes_mask`` (the acoustic encoder sees the zero padding).
+        input_features_mask: (batch, frames), 1 on real frames; masks the semantic encoder.
+        """
+        fused = self._pre_quantization(input_values, input_features, input_features_mask)
+        latents, indices = self.quantizer(fused)
+        audio_codes = indices[:, None, :]
+        audio_codes_mask = None
+        if padding_mask is not None:
+            # A frame counts as valid only if it lies wholly inside the audio (floor).
+            num_valid = padding_mask.sum(dim=-1, keepdim=True) // self.hop_length
+            frame_index = torch.arange(audio_codes.shape[-1], device=padding_mask.device)
+            audio_codes_mask = (frame_index[None, :] < num_valid).to(padding_mask.dtype)
+        return Xcodec2EncoderOutput(
+            audio_codes=audio_codes,
+            audio_codes_mask=audio_codes_mask,
+            latents=latents.transpose(1, 2) if output_latents else None,
+        )
+
+    def decode(
+        self, audio_codes: torch.Tensor | None = None, latents: torch.Tensor | None = None
+    ) -> Xcodec2DecoderOutput:
+        """Codes (batch, 1, frames) or latents (batch, quantization_dim, frames) to audio (batch, 1, frames * hop)."""
+        if audio_codes is not None:
+            quantized = self.quantizer.from_indices(audio_codes[:, 0, :].long())
+        elif latents is not None:
+            quantized = latents.transpose(1, 2)
+        else:
+            raise ValueError("decode needs audio_codes or latents")
+        return Xcodec2DecoderOutput(audio_values=self.acoustic_decoder(quantized))
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        input_features: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        output_latents: bool = False,
+    ) -> Xcodec2Output:
+        """Encode then decode from the latents; audio cut to the input's length. Shapes as in :meth:`encode`."""
+        encoded = self.encode(
+            input_values,
+            input_features,
+            padding_mask=padding_mask,
+            input_features_mask=input_features_mask,
+            output_latents=True,
+        )
+        assert encoded.latents is not None
+        audio_values = self.decode(latents=encoded.latents).audio_values[..., : input_values.shape[-1]]
+        return Xcodec2Output(
+            audio_values=audio_values,
+            audio_codes=encoded.audio_codes,
+            latents=encoded.latents if output_latents else None,
+            audio_codes_mask=encoded.audio_codes_mask,
+        )
+
+    # ------------------------------------------------------------------ waveform interface
+    def tokenize(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        *,
+        bandwidth: float | None = None,
+    ) -> TokenizeResult:
+        """Encode a padded batch of 16 kHz mono waveforms (batch, samples).
+
+        Builds the features itself (X-Codec2 feature extractor, each item cut to its
+        length first). ``code_lengths`` is the reference's ``audio_codes_mask`` count:
+        ``(length + 1) // hop_length`` frames, those wholly inside the audio (the +1 is the
+        extractor's "always pad" sample). ``bandwidth`` is ignored (one codebook).
+        """
+        from xcodec.features import Xcodec2FeatureExtractor
+
+        B, T = waveforms.shape
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long)
+        extractor = Xcodec2FeatureExtractor(sampling_rate=self.sample_rate, hop_length=self.hop_length)
+        items = [waveforms[index, : int(length)].detach().float().cpu() for index, length in enumerate(lengths)]
+        features = extractor(items, sampling_rate=self.sample_rate, return_tensors="pt")
+        device, dtype = self.device, self.dtype
+        input_features_mask = features.get("input_features_mask")
+        encoded = self.encode(
+            features["input_values"].to(device=device, dtype=dtype),
+            features["input_features"].to(device=device, dtype=dtype),
+            padding_mask=features["padding_mask"].to(device),
+            input_features_mask=None if input_features_mask is None else input_features_mask.to(device),
+        )
+        assert encoded.audio_codes_mask is not None
+        code_lengths = encoded.audio_codes_mask.reshape(B, -1).sum(dim=-1).long()
+        return TokenizeResult(audio_codes=encoded.audio_codes.long(), code_lengths=code_lengths)
+
+    def detokenize(self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None) -> DetokenizeResult:
+        """Decode codes (batch, 1, frames) to audio (batch, frames * hop) and per-item lengths."""
+        B, _, F = audio_codes.shape
+        audio = self.decode(audio_codes=audio_codes.to(self.device)).audio_values[:, 0, :]
+        if code_lengths is None:
+            code_lengths = torch.full((B,), F, dtype=torch.long)
+        lengths = code_lengths.to(torch.long).cpu() * self.hop_length
+        # Zero what lies past each item's length so padding frames do not leak out as sound.
+        sample_index = torch.arange(audio.shape[-1], device=audio.device)
+        audio = audio * (sample_index[None, :] < lengths.to(audio.device)[:, None])
+        return DetokenizeResult(audio=audio, lengths=lengths)
+
+    # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def from_pretrained(
+        cls,
+        id_or_path: str | os.PathLike[str],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool | None = None,
+        token: str | bool | None = None,
+    ) -> Xcodec2Model:
+        """Load a Transformers-layout (or original-layout) X-Codec2 checkpoint: local folder or hub id."""
+        from xcodec.checkpoints.common import resolve_checkpoint
+        from xcodec.checkpoints.xcodec2 import load_xcodec2
+
+        folder = resolve_checkpoint(
+            id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
+        )
+        return load_xcodec2(folder, device=device, dtype=dtype)
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
+        """Write config.json, model.safetensors and preprocessor_config.json (Transformers layout)."""
+        from xcodec.checkpoints.xcodec2 import save_xcodec2
+
+        save_xcodec2(self, Path(folder))
