@@ -66,6 +66,7 @@ class TorchtuneRotary(nn.Module):
         angles = torch.einsum("i, j -> ij", positions, theta).float()
         cache = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
         self.register_buffer("cache", cache, persistent=False)
+        self.cache: torch.Tensor
 
     def forward(self, x: torch.Tensor, *, input_pos: torch.Tensor | None = None) -> torch.Tensor:
         seq_len = x.size(1)
@@ -122,17 +123,36 @@ def _fetch_sources(root: Path) -> None:
     if not (root / SDIST_FOLDER).exists():
         download = root / "downloads"
         subprocess.run(
-            [*pip, "download", "--no-deps", "--no-binary", ":all:", f"xcodec2=={ORIGINAL_VERSION}", "-d", str(download)],
+            [
+                *pip,
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"xcodec2=={ORIGINAL_VERSION}",
+                "-d",
+                str(download),
+            ],
             check=True,
             capture_output=True,
             timeout=300,
             env=env,
         )
         with tarfile.open(download / f"{SDIST_FOLDER}.tar.gz") as archive:
-            archive.extractall(root, filter="data")
+            try:
+                archive.extractall(root, filter="data")
+            except TypeError:  # Python without extraction filters (before 3.10.12)
+                archive.extractall(root)
     if not (root / DEPENDENCY_FOLDER).exists():
         subprocess.run(
-            [*pip, "install", "--no-deps", "--target", str(root / DEPENDENCY_FOLDER), *PURE_PYTHON_DEPENDENCIES],
+            [
+                *pip,
+                "install",
+                "--no-deps",
+                "--target",
+                str(root / DEPENDENCY_FOLDER),
+                *PURE_PYTHON_DEPENDENCIES,
+            ],
             check=True,
             capture_output=True,
             timeout=300,
@@ -175,7 +195,9 @@ def original_modules() -> types.SimpleNamespace:
         roformer = importlib.import_module("xcodec2.vq.bs_roformer5")
         decoder = importlib.import_module("xcodec2.vq.codec_decoder_vocos")
         encoder = importlib.import_module("xcodec2.vq.codec_encoder")
-    return types.SimpleNamespace(modeling=modeling, config=config, roformer=roformer, decoder=decoder, encoder=encoder)
+    return types.SimpleNamespace(
+        modeling=modeling, config=config, roformer=roformer, decoder=decoder, encoder=encoder
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +254,12 @@ def _seamless_feature_extractor() -> Any:
 
     # facebook/w2v-bert-2.0's preprocessor_config.json.
     return SeamlessM4TFeatureExtractor(
-        feature_size=80, num_mel_bins=80, sampling_rate=16000, padding_value=1.0, stride=2, return_attention_mask=True
+        feature_size=80,
+        num_mel_bins=80,
+        sampling_rate=16000,
+        padding_value=1.0,
+        stride=2,
+        return_attention_mask=True,
     )
 
 
@@ -263,7 +290,10 @@ def build_original_model(sizes: OriginalSizes, *, seed: int = 0) -> Any:
             assert name == "facebook/w2v-bert-2.0", name
             return _seamless_feature_extractor()
 
-    patched = {"Wav2Vec2BertModel": _OfflineW2VBert, "AutoFeatureExtractor": _OfflineFeatureExtractor}
+    patched: dict[str, Any] = {
+        "Wav2Vec2BertModel": _OfflineW2VBert,
+        "AutoFeatureExtractor": _OfflineFeatureExtractor,
+    }
     if not sizes.is_full_size:
         patched["CodecEncoder_Transformer"] = functools.partial(
             modeling.CodecEncoder_Transformer, ngf=sizes.encoder_ngf, hidden_dim=sizes.hidden_size
@@ -295,6 +325,7 @@ def build_original_model(sizes: OriginalSizes, *, seed: int = 0) -> Any:
         model.fc_prior = nn.Linear(width, width)
         model.fc_post_a = nn.Linear(width, sizes.hidden_size)
     perturb_(model)
+    spread_codes_(model)
     return model.eval()
 
 
@@ -311,6 +342,20 @@ def perturb_(model: nn.Module, scale: float = 0.05) -> None:
             parameter.mul_(1.0 + noise.abs())
         else:
             parameter.add_(noise)
+
+
+@torch.no_grad()
+def spread_codes_(model: Any, acoustic_gain: float = 5.0, projection_gain: float = 4.0) -> None:
+    """Scale a random model so that its FSQ input spans several levels on every digit.
+
+    At random init the acoustic branch is ~5x weaker than the semantic one and the FSQ
+    input stays near 0, so every frame gets the middle code (43690): a test would then
+    not notice a broken acoustic encoder. Scaling the encoder's last gain and the
+    quantiser's input projection makes the codes depend on both branches.
+    """
+    final_conv = model.CodecEnc.conv_final_block[1]
+    final_conv.parametrizations.weight.original0.mul_(acoustic_gain)
+    model.generator.quantizer.project_in.weight.mul_(projection_gain)
 
 
 def legacy_weight_norm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -339,5 +384,7 @@ def original_encode_inputs(wave: torch.Tensor, feature_extractor: Any) -> tuple[
 
     pad = 320 - (wave.shape[1] % 320)
     padded = F.pad(wave, (0, pad))
-    features = feature_extractor(F.pad(padded[0, :].cpu(), (160, 160)), sampling_rate=16000, return_tensors="pt")
+    features = feature_extractor(
+        F.pad(padded[0, :].cpu(), (160, 160)), sampling_rate=16000, return_tensors="pt"
+    )
     return padded.unsqueeze(1), features.input_features

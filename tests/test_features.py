@@ -186,7 +186,10 @@ def test_xcodec_padding_matches_dac_extractor() -> None:
 
     reference = DacFeatureExtractor(sampling_rate=SAMPLE_RATE, hop_length=320)
     ours = XcodecFeatureExtractor()
-    for batch in ([_synthetic("noise", 640, seed=1)], [_synthetic("noise", n, seed=n) for n in (5, 700, 333)]):
+    for batch in (
+        [_synthetic("noise", 640, seed=1)],
+        [_synthetic("noise", n, seed=n) for n in (5, 700, 333)],
+    ):
         expected = reference(batch, sampling_rate=SAMPLE_RATE, return_tensors="pt")
         got = ours(batch, sampling_rate=SAMPLE_RATE)
         assert set(got) == set(expected)
@@ -247,12 +250,15 @@ def _normalised_close(
     z = (x - mean) / s amplifies a log-mel error d to about 2 d (1 + |z|) / s, and s can be
     tiny for an item of two or four frames, so the bound is computed per item and bin: d is
     the item's largest raw log-mel difference to Kaldi, s its per-bin standard deviation.
-    Most elements must also meet the plain 1e-3 bound.
+    Nearly every element must also meet the plain 1e-3 bound.
     """
     extractor = Xcodec2FeatureExtractor()
     assert ours.shape == reference.shape
+    within, total = 0, 0
     for index, n in enumerate(lengths):
-        window = F.pad(input_values[index, 0, : extractor.padded_length(n)], (160, 160)) * KALDI_WAVEFORM_SCALE
+        window = (
+            F.pad(input_values[index, 0, : extractor.padded_length(n)], (160, 160)) * KALDI_WAVEFORM_SCALE
+        )
         raw = kaldi_fbank(window[None])[0]
         raw_diff = float((raw - torch.from_numpy(_kaldi_reference(window.numpy()))).abs().max())
         frames = raw.shape[0]
@@ -262,16 +268,18 @@ def _normalised_close(
         bound = 2 * raw_diff * (1 + z.abs()) / spread + 1e-5
         diff = (ours[index, :rows] - z).abs()
         assert bool((diff <= bound).all()), float((diff - bound).max())
-        assert float((diff <= 1e-3).float().mean()) >= 0.99
+        within, total = within + int((diff <= 1e-3).sum()), total + diff.numel()
         assert torch.equal(ours[index, rows:], reference[index, rows:])
+    assert within >= 0.99 * total, (within, total)
 
 
-@pytest.mark.parametrize(
-    "lengths", [[4000], [319, 320, 321], [5000, 1280, 2999, 640], [16000, 700]], ids=str
-)
+@pytest.mark.parametrize("lengths", [[4000], [319, 320, 321], [5000, 1280, 2999, 640], [16000, 700]], ids=str)
 def test_matches_reference_extractor(reference_xcodec2_extractor: object, lengths: list[int]) -> None:
     """Every output of ours against the Transformers extractor (Kaldi fbank inside)."""
-    batch = [_synthetic(kind, n, seed=n) for kind, n in zip(["chirp", "noise", "tones", "chirp"], lengths)]
+    batch = [
+        _synthetic(kind, n, seed=n)
+        for kind, n in zip(["chirp", "noise", "tones", "chirp"], lengths, strict=False)
+    ]
     expected = reference_xcodec2_extractor(batch, sampling_rate=SAMPLE_RATE, return_tensors="pt")  # type: ignore[operator]
     got = Xcodec2FeatureExtractor()(batch, sampling_rate=SAMPLE_RATE)
     assert set(got) == set(expected)
@@ -284,16 +292,22 @@ def test_matches_reference_extractor(reference_xcodec2_extractor: object, length
     _normalised_close(got["input_features"], expected["input_features"], got["input_values"], lengths)
 
 
-def test_matches_reference_extractor_on_recordings(reference_xcodec2_extractor: object, audio_dir: Path) -> None:
+def test_matches_reference_extractor_on_recordings(
+    reference_xcodec2_extractor: object, audio_dir: Path
+) -> None:
     import soundfile as sf
 
-    batch = [sf.read(audio_dir / name, dtype="float32")[0] for name in ("speech_en.flac", "speech_en_nq_1.wav")]
+    batch = [
+        sf.read(audio_dir / name, dtype="float32")[0] for name in ("speech_en.flac", "speech_en_nq_1.wav")
+    ]
     batch.append(batch[0][: 3 * SAMPLE_RATE])
     expected = reference_xcodec2_extractor(batch, sampling_rate=SAMPLE_RATE, return_tensors="pt")  # type: ignore[operator]
     got = Xcodec2FeatureExtractor()(batch, sampling_rate=SAMPLE_RATE)
     for name in ("input_values", "padding_mask", "input_features_mask"):
         assert torch.equal(got[name], expected[name]), name
-    _normalised_close(got["input_features"], expected["input_features"], got["input_values"], [len(b) for b in batch])
+    _normalised_close(
+        got["input_features"], expected["input_features"], got["input_values"], [len(b) for b in batch]
+    )
 
 
 def test_matches_seamless_m4t_features() -> None:
@@ -306,14 +320,18 @@ def test_matches_seamless_m4t_features() -> None:
     assert (seamless.num_mel_bins, seamless.stride, seamless.sampling_rate) == (80, 2, SAMPLE_RATE)
     ours = Xcodec2FeatureExtractor()
     lengths = [4321, 960, 2500]
-    batch = [_synthetic(kind, n, seed=n) for kind, n in zip(["tones", "noise", "chirp"], lengths)]
+    batch = [
+        _synthetic(kind, n, seed=n) for kind, n in zip(["tones", "noise", "chirp"], lengths, strict=True)
+    ]
     got = ours(batch, sampling_rate=SAMPLE_RATE)
     # SeamlessM4T sees exactly the waveform our filterbank sees: the item's padded samples
     # with hop // 2 zeros on each side.
     windows = []
     for row, n in zip(got["input_values"][:, 0], lengths, strict=True):
         windows.append(np.pad(row[: ours.padded_length(n)].numpy(), 160))
-    expected = seamless(windows, sampling_rate=SAMPLE_RATE, return_tensors="pt", do_normalize_per_mel_bins=True)
+    expected = seamless(
+        windows, sampling_rate=SAMPLE_RATE, return_tensors="pt", do_normalize_per_mel_bins=True
+    )
     assert expected["input_features"].shape == got["input_features"].shape
     assert torch.equal(expected["attention_mask"].to(torch.int32), got["input_features_mask"])
     _normalised_close(got["input_features"], expected["input_features"].float(), got["input_values"], lengths)
@@ -327,7 +345,10 @@ def test_matches_seamless_m4t_features() -> None:
 def test_batch_equals_solo() -> None:
     extractor = Xcodec2FeatureExtractor()
     lengths = [3000, 640, 10000, 321]
-    batch = [_synthetic(kind, n, seed=n) for kind, n in zip(["chirp", "noise", "tones", "noise"], lengths)]
+    batch = [
+        _synthetic(kind, n, seed=n)
+        for kind, n in zip(["chirp", "noise", "tones", "noise"], lengths, strict=True)
+    ]
     together = extractor(batch, sampling_rate=SAMPLE_RATE)
     for index, (audio, n) in enumerate(zip(batch, lengths, strict=True)):
         alone = extractor(audio, sampling_rate=SAMPLE_RATE)
@@ -339,6 +360,20 @@ def test_batch_equals_solo() -> None:
         torch.testing.assert_close(
             together["input_features"][index, :rows], alone["input_features"][0], rtol=0, atol=1e-5
         )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu() -> None:
+    extractor = Xcodec2FeatureExtractor()
+    batch = [torch.from_numpy(_synthetic("chirp", n, seed=n)) for n in (4000, 1500)]
+    on_cpu = extractor(batch)
+    on_gpu = extractor([item.cuda() for item in batch])
+    assert all(value.device.type == "cuda" for value in on_gpu.values())
+    for name in ("input_values", "padding_mask", "input_features_mask"):
+        assert torch.equal(on_gpu[name].cpu(), on_cpu[name]), name
+    torch.testing.assert_close(on_gpu["input_features"].cpu(), on_cpu["input_features"], rtol=0, atol=1e-3)
+    moved = extractor(batch, device="cuda")
+    assert moved["input_features"].device.type == "cuda"
 
 
 def test_inputs_of_every_kind_agree() -> None:
@@ -390,9 +425,9 @@ def test_bad_input_raises(extractor: object) -> None:
         extractor(good, sampling_rate=24000)  # type: ignore[operator]
     with pytest.raises(AudioError, match="2 channels"):
         extractor(np.zeros((2, 1000), dtype=np.float32))  # type: ignore[operator]
-    with pytest.raises(AudioError, match="item 1 .*NaN"):
+    with pytest.raises(AudioError, match=r"item 1 .*NaN"):
         extractor([good, np.array([0.0, np.nan], dtype=np.float32)])  # type: ignore[operator]
-    with pytest.raises(AudioError, match="item 0 .*NaN or infinite"):
+    with pytest.raises(AudioError, match=r"item 0 .*NaN or infinite"):
         extractor(torch.tensor([0.0, float("inf")]))  # type: ignore[operator]
     with pytest.raises(AudioError, match="empty"):
         extractor(np.zeros(0, dtype=np.float32))  # type: ignore[operator]

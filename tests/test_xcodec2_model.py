@@ -16,14 +16,14 @@ import torch
 
 pytest.importorskip("transformers")
 
-import transformers  # noqa: E402
-from transformers.models.xcodec2 import modeling_xcodec2 as ref_modeling  # noqa: E402
+import transformers
+from transformers.models.xcodec2 import modeling_xcodec2 as ref_modeling
 
-from xcodec.configs.xcodec2 import Xcodec2Config  # noqa: E402
-from xcodec.layers.alias_free import AntiAliasedActivation1d, kaiser_sinc_filter1d  # noqa: E402
-from xcodec.layers.fsq import ProjectedFSQ  # noqa: E402
-from xcodec.layers.vocos import RotaryEmbedding, TransformerLayer  # noqa: E402
-from xcodec.models.xcodec2 import Xcodec2Model  # noqa: E402
+from xcodec.configs.xcodec2 import Xcodec2Config
+from xcodec.layers.alias_free import AntiAliasedActivation1d, kaiser_sinc_filter1d
+from xcodec.layers.fsq import ProjectedFSQ
+from xcodec.layers.vocos import RotaryEmbedding, TransformerLayer
+from xcodec.models.xcodec2 import Xcodec2Model
 
 HOP = 320
 AUDIO_TOLERANCE = 1e-4
@@ -75,7 +75,7 @@ def reference_and_ours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, X
     return reference, Xcodec2Model.from_pretrained(folder), folder
 
 
-def random_inputs(frames: list[int], seed: int = 1) -> dict[str, torch.Tensor]:
+def random_inputs(frames: list[int], seed: int = 1) -> dict[str, Any]:
     """A padded batch: waveform (B, 1, hop*F), features (B, F, 160) and the masks for the given lengths."""
     generator = torch.Generator().manual_seed(seed)
     batch, longest = len(frames), max(frames)
@@ -178,9 +178,12 @@ def test_decode_from_codes_matches_reference(reference_and_ours: tuple[Any, Xcod
         ours.decode()
 
 
-def test_encode_shapes_and_dtypes_follow_reference(reference_and_ours: tuple[Any, Xcodec2Model, Path]) -> None:
+def test_encode_shapes_and_dtypes_follow_reference(
+    reference_and_ours: tuple[Any, Xcodec2Model, Path],
+) -> None:
     reference, ours, _ = reference_and_ours
     inputs = random_inputs([5, 4], seed=3)
+    actual: Any
     inputs["padding_mask"] = inputs["padding_mask"][:, None, :].bool()
     with torch.no_grad():
         expected = reference.encode(**inputs)
@@ -251,7 +254,9 @@ def test_decoder_rotary_over_heads_is_position_blind() -> None:
 
 
 def test_config_reads_and_writes_transformers_layout() -> None:
-    reference_config = tiny_reference_config(rms_norm_eps=1e-5, rope_parameters={"rope_theta": 500.0, "rope_type": "default"})
+    reference_config = tiny_reference_config(
+        rms_norm_eps=1e-5, rope_parameters={"rope_theta": 500.0, "rope_type": "default"}
+    )
     ours = Xcodec2Config.from_dict(reference_config.to_dict())
     assert ours.num_key_value_heads == 4 and ours.head_dim == 16
     assert ours.rms_norm_eps == 1e-5 and ours.rope_theta == 500.0
@@ -310,8 +315,13 @@ def test_tokenize_and_detokenize(reference_and_ours: tuple[Any, Xcodec2Model, Pa
         result = ours.tokenize(waveforms, lengths)
     # Frames wholly inside the audio plus the extractor's one "always pad" sample.
     assert result.code_lengths.tolist() == [(int(n) + 1) // HOP for n in lengths]
-    features = Xcodec2FeatureExtractor()([waveforms[0, : lengths[0]], waveforms[1, : lengths[1]]], return_tensors="pt")
-    inputs = {key: features[key] for key in ("input_values", "input_features", "padding_mask", "input_features_mask")}
+    features = Xcodec2FeatureExtractor()(
+        [waveforms[0, : lengths[0]], waveforms[1, : lengths[1]]], return_tensors="pt"
+    )
+    inputs = {
+        key: features[key]
+        for key in ("input_values", "input_features", "padding_mask", "input_features_mask")
+    }
     with torch.no_grad():
         expected = reference.encode(**inputs)
     assert result.audio_codes.dtype == torch.int64
@@ -354,7 +364,10 @@ def test_full_size_random_weights_on_real_speech(audio_dir: Path, tmp_path: Path
     audio, rate = soundfile.read(audio_dir / "speech_en.flac", dtype="float32")
     assert rate == 16000
     features = Xcodec2FeatureExtractor()([torch.from_numpy(audio)], return_tensors="pt")
-    inputs = {key: features[key] for key in ("input_values", "input_features", "padding_mask", "input_features_mask")}
+    inputs = {
+        key: features[key]
+        for key in ("input_values", "input_features", "padding_mask", "input_features_mask")
+    }
     expected, actual = run_both(reference, ours, inputs)
     assert_codes_match_or_tie(reference, inputs, expected.audio_codes, actual.audio_codes)
     assert (actual.audio_values - expected.audio_values).abs().max().item() <= AUDIO_TOLERANCE

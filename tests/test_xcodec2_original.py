@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 pytest.importorskip("transformers")
 
-from _xcodec2_original_harness import (  # noqa: E402
+from _xcodec2_original_harness import (
     OriginalSizes,
     TorchtuneRotary,
     build_original_model,
@@ -27,16 +27,16 @@ from _xcodec2_original_harness import (  # noqa: E402
     original_modules,
 )
 
-from xcodec.checkpoints.xcodec2_original import (  # noqa: E402
+from xcodec.checkpoints.xcodec2_original import (
     convert_original_state,
     convert_original_xcodec2,
     is_original_xcodec2,
     load_original_xcodec2_state,
     original_config_to_xcodec2,
 )
-from xcodec.configs.base import ConfigError  # noqa: E402
-from xcodec.configs.xcodec2 import Xcodec2Config  # noqa: E402
-from xcodec.errors import CheckpointError  # noqa: E402
+from xcodec.configs.base import ConfigError
+from xcodec.configs.xcodec2 import Xcodec2Config
+from xcodec.errors import CheckpointError
 
 # Small enough for the default suite; 17 W2V-BERT layers so that the original's
 # `hidden_states[16]` exists and one layer past it must be dropped by the conversion.
@@ -71,7 +71,9 @@ def _original_config_json(sizes: OriginalSizes) -> dict[str, Any]:
     return values
 
 
-def save_original_layout(model: Any, sizes: OriginalSizes, folder: Path, *, legacy_names: bool = True) -> Path:
+def save_original_layout(
+    model: Any, sizes: OriginalSizes, folder: Path, *, legacy_names: bool = True
+) -> Path:
     """Write config.json + model.safetensors the way the original hub repo holds them."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
@@ -86,7 +88,8 @@ def load_oracle(folder: Path) -> Any:
     """transformers.Xcodec2Model from a converted folder, insisting that every weight came from it."""
     import transformers
 
-    model, info = transformers.Xcodec2Model.from_pretrained(folder, output_loading_info=True)
+    loaded: Any = transformers.Xcodec2Model.from_pretrained(folder, output_loading_info=True)
+    model, info = loaded
     assert not any(info.values()), f"transformers loading was not exact: {info}"
     return model.eval()
 
@@ -97,11 +100,13 @@ def assert_codes_equal_or_ties(codes: torch.Tensor, reference: torch.Tensor, bou
     codes, reference: (batch, 1, frames); bounded: (batch, frames, digits), the reference
     FSQ input after its (double) bound, whose rounding decides each digit.
     """
-    differing = (codes != reference).nonzero().tolist()
+    assert codes.shape == reference.shape
+    differing = (codes.long() != reference.long()).nonzero().tolist()
     for batch, _, frame in differing:
-        distance = ((bounded[batch, frame] - 0.5).frac().abs() - 0.5).abs()
-        distance = torch.minimum(distance, (bounded[batch, frame].frac().abs() - 0.5).abs())
-        assert distance.min() < TIE_MARGIN, f"code differs at frame {frame} without an FSQ near-tie"
+        value = bounded[batch, frame]
+        # round() flips at k + 0.5: distance of each digit's value from its nearest flip point.
+        distance_to_flip = (value - value.floor() - 0.5).abs()
+        assert distance_to_flip.min() < TIE_MARGIN, f"code differs at frame {frame} without an FSQ near-tie"
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +120,14 @@ def small_original(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with torch.no_grad():
         codes = model.encode_code(wave)
         audio = model.decode_code(codes)
+    # Codes that vary frame to frame, so a wrong encoder tensor shows up as a wrong code.
+    assert len(codes.unique()) >= 8, codes
     return {"model": model, "folder": folder, "wave": wave, "codes": codes, "audio": audio}
 
 
-def _reference_bounded(oracle: Any, padded: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _reference_bounded(
+    oracle: Any, padded: torch.Tensor, features: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     captured: dict[str, torch.Tensor] = {}
     handle = oracle.quantizer.project_in.register_forward_hook(
         lambda module, args, output: captured.__setitem__("projected", output)
@@ -133,7 +142,9 @@ def _reference_bounded(oracle: Any, padded: torch.Tensor, features: torch.Tensor
     return codes, fsq.bound(fsq.bound(captured["projected"]))
 
 
-def test_small_original_parity_through_converted_folder(small_original: dict[str, Any], tmp_path: Path) -> None:
+def test_small_original_parity_through_converted_folder(
+    small_original: dict[str, Any], tmp_path: Path
+) -> None:
     from xcodec.models.xcodec2 import Xcodec2Model
 
     original = small_original["model"]
@@ -248,7 +259,9 @@ def test_hub_config_maps_to_the_default_config() -> None:
     hub = _original_config_json(OriginalSizes())
     config = original_config_to_xcodec2(hub)
     default = Xcodec2Config()
-    assert config.to_dict() | {"semantic_model_config": None} == default.to_dict() | {"semantic_model_config": None}
+    assert config.to_dict() | {"semantic_model_config": None} == default.to_dict() | {
+        "semantic_model_config": None
+    }
     assert config.semantic_model_config.num_hidden_layers == 16
     assert config.semantic_model_config.hidden_size == 1024
     with pytest.raises(ConfigError, match="codec_encoder_hidden_size"):
@@ -285,13 +298,23 @@ def test_original_rotary_runs_over_heads_and_is_inert() -> None:
     x = torch.randn(2, frames, dim)
     with torch.no_grad():
         with_rotary = attention(x)
-        attention.rotary_embed = lambda t: t
+        attention.rotary_embed = torch.nn.Identity()
         without_rotary = attention(x)
-        # Over time: (b, h, t, d) -> (b, t, h, d) for torchtune, and back.
-        attention.rotary_embed = lambda t: rotary(t.transpose(1, 2)).transpose(1, 2)
+        attention.rotary_embed = _OverTime(rotary)
         over_time = attention(x)
     torch.testing.assert_close(with_rotary, without_rotary, atol=1e-5, rtol=1e-5)
     assert (over_time - with_rotary).abs().max() > 1e-3
+
+
+class _OverTime(torch.nn.Module):
+    """Apply a torchtune rotary to (batch, heads, time, head_dim) with time as its "seq" axis."""
+
+    def __init__(self, rotary: torch.nn.Module) -> None:
+        super().__init__()
+        self.rotary = rotary
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rotary(x.transpose(1, 2)).transpose(1, 2)
 
 
 @pytest.mark.slow

@@ -224,11 +224,15 @@ def _item_to_tensor(item: Any, index: int, device: torch.device | None) -> torch
     if isinstance(item, torch.Tensor):
         tensor = item
     elif isinstance(item, np.ndarray):
-        tensor = torch.from_numpy(item)
+        # Through a contiguous native-endian copy: torch cannot wrap reversed or byte-swapped views.
+        native = item.dtype.newbyteorder("=")
+        tensor = torch.from_numpy(np.ascontiguousarray(item, dtype=np.float32 if item.dtype.kind == "f" else native))
     elif isinstance(item, (list, tuple)) and all(_is_number(v) for v in item):
         tensor = torch.tensor(item, dtype=torch.float64)
     else:
-        raise AudioError(f"audio item {index}: expected a numpy array or torch tensor, got {type(item).__name__}")
+        raise AudioError(
+            f"audio item {index}: expected a numpy array or torch tensor, got {type(item).__name__}"
+        )
     if not (tensor.is_floating_point()):
         raise AudioError(
             f"audio item {index} has dtype {tensor.dtype}; pass float audio in [-1, 1] "
@@ -300,6 +304,14 @@ class _PreprocessorConfig(ConfigBase):
     # Class name Transformers records (and dispatches on) in ``feature_extractor_type``.
     feature_extractor_type: ClassVar[str] = ""
 
+    # Fields both extractors share; subclasses re-declare those whose defaults differ.
+    feature_size: int = 1
+    sampling_rate: int = 16000
+    padding_value: float = 0.0
+    padding_side: str = "right"
+    return_attention_mask: bool = True
+    hop_length: int = 320
+
     @classmethod
     def from_dict(cls: type[E], values: dict[str, Any]) -> E:
         values = dict(values)
@@ -357,10 +369,10 @@ class _PreprocessorConfig(ConfigBase):
         return path
 
     def _check_common(self) -> None:
-        if self.padding_side != "right":  # type: ignore[attr-defined]
-            raise ConfigError(f"only right padding is supported, the config asks for {self.padding_side!r}")  # type: ignore[attr-defined]
-        if self.hop_length <= 0:  # type: ignore[attr-defined]
-            raise ConfigError(f"hop_length must be positive, got {self.hop_length}")  # type: ignore[attr-defined]
+        if self.padding_side != "right":
+            raise ConfigError(f"only right padding is supported, the config asks for {self.padding_side!r}")
+        if self.hop_length <= 0:
+            raise ConfigError(f"hop_length must be positive, got {self.hop_length}")
 
 
 # --------------------------------------------------------------------------------------
@@ -380,12 +392,8 @@ class Xcodec2FeatureExtractor(_PreprocessorConfig):
     feature_extractor_type: ClassVar[str] = "Xcodec2FeatureExtractor"
 
     feature_size: int = 80
-    sampling_rate: int = 16000
     # Fills the mel features of padded frames (audio padding is always 0.0).
     padding_value: float = 1.0
-    padding_side: str = "right"
-    return_attention_mask: bool = True
-    hop_length: int = 320
     stride: int = 2
     num_mel_bins: int = 80
     frame_length: int = 400
@@ -518,13 +526,6 @@ class XcodecFeatureExtractor(_PreprocessorConfig):
 
     feature_extractor_type: ClassVar[str] = "DacFeatureExtractor"
 
-    feature_size: int = 1
-    sampling_rate: int = 16000
-    padding_value: float = 0.0
-    padding_side: str = "right"
-    return_attention_mask: bool = True
-    hop_length: int = 320
-
     def __post_init__(self) -> None:
         self._check_common()
         if self.feature_size != 1:
@@ -551,4 +552,6 @@ class XcodecFeatureExtractor(_PreprocessorConfig):
         total_length = _round_up(int(lengths.max()), self.hop_length)
         input_values = _pad_batch(items, total_length, self.padding_value)
         padding_mask = (torch.arange(total_length, device=target)[None, :] < lengths[:, None]).to(torch.int32)
-        return _finish({"input_values": input_values[:, None, :], "padding_mask": padding_mask}, return_tensors)
+        return _finish(
+            {"input_values": input_values[:, None, :], "padding_mask": padding_mask}, return_tensors
+        )

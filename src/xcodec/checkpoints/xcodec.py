@@ -45,9 +45,12 @@ from xcodec.semantic.conv_frontend import fold_pos_conv_weight_norm, unfold_pos_
 __all__ = [
     "ORIGINAL_WEIGHT_SUFFIXES",
     "convert_original_xcodec",
+    "fold_xcodec_weight_norm",
     "load_xcodec",
     "original_key_to_transformers",
+    "original_state_to_transformers",
     "read_original_generator_config",
+    "read_original_state_dict",
     "save_xcodec",
     "xcodec_config_from_original",
 ]
@@ -135,7 +138,9 @@ def _load_transformers(folder: Path) -> XcodecModel:
     elif (folder / _LEGACY_WEIGHTS_NAME).exists():
         state = load_pickle_state_dict(folder / _LEGACY_WEIGHTS_NAME)
     else:
-        raise CheckpointError(f"{folder} has {CONFIG_NAME} but no {SAFETENSORS_NAME} or {_LEGACY_WEIGHTS_NAME}")
+        raise CheckpointError(
+            f"{folder} has {CONFIG_NAME} but no {SAFETENSORS_NAME} or {_LEGACY_WEIGHTS_NAME}"
+        )
     model = XcodecModel(config)
     load_state_dict_strict(model, fold_xcodec_weight_norm(state), source=str(folder))
     return model
@@ -179,20 +184,31 @@ def _single_original_weights(folder: Path) -> Path:
             f"{folder} holds no {CONFIG_NAME} (Transformers layout) and no "
             f"{'/'.join(ORIGINAL_WEIGHT_SUFFIXES)} file (original layout)"
         )
-    raise CheckpointError(f"{folder} holds several original checkpoints {[p.name for p in found]}; pass one of them")
+    raise CheckpointError(
+        f"{folder} holds several original checkpoints {[p.name for p in found]}; pass one of them"
+    )
 
 
 def _load_original(weights: Path, config_path: Path) -> XcodecModel:
     config = xcodec_config_from_original(read_original_generator_config(config_path))
-    # Some published files carry io.BytesIO entries (the Transformers converter drops them
-    # too); allowing that one harmless class lets torch's weights-only loader read them,
-    # and load_pickle_state_dict then skips every non-tensor value.
-    with torch.serialization.safe_globals([io.BytesIO]):
-        original = load_pickle_state_dict(weights)
+    original = read_original_state_dict(weights)
     model = XcodecModel(config)
-    state = original_state_to_transformers(original, num_blocks=len(config.acoustic_model_config.downsampling_ratios))
+    state = original_state_to_transformers(
+        original, num_blocks=len(config.acoustic_model_config.downsampling_ratios)
+    )
     load_state_dict_strict(model, fold_xcodec_weight_norm(state), source=str(weights))
     return model
+
+
+def read_original_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of an original ``.pth``, read with ``torch.load(weights_only=True)``.
+
+    Some published files carry ``io.BytesIO`` entries (the Transformers converter drops them
+    too); allowing that one inert class lets the weights-only unpickler read the file, and
+    every non-tensor value is then skipped.
+    """
+    with torch.serialization.safe_globals([io.BytesIO]):
+        return load_pickle_state_dict(Path(path))
 
 
 def read_original_generator_config(path: Path) -> dict[str, Any]:
@@ -235,7 +251,9 @@ def xcodec_config_from_original(generator_config: Mapping[str, Any]) -> XcodecCo
     if math.prod(ratios) // 2 != _ORIGINAL_SEMANTIC_PAD:
         # The original pads the semantic input by a fixed 160 samples, Transformers (and we)
         # by hop_length // 2: they agree only for a hop of 320 (every published model).
-        raise CheckpointError(f"ratios {list(ratios)} give a hop other than 320, which the original cannot pad right")
+        raise CheckpointError(
+            f"ratios {list(ratios)} give a hop other than 320, which the original cannot pad right"
+        )
     sample_rate = int(kwargs["sample_rate"])
     acoustic = DacConfig(
         encoder_hidden_size=64,
@@ -345,7 +363,9 @@ def original_key_to_transformers(key: str, num_blocks: int = 4) -> str | None:
         return f"{_LINEAR_NAMES[prefix]}.{rest}"
     if prefix == "semantic_model":
         return key
-    match = re.fullmatch(r"quantizer\.vq\.layers\.(\d+)\._codebook\.(inited|cluster_size|embed|embed_avg)", key)
+    match = re.fullmatch(
+        r"quantizer\.vq\.layers\.(\d+)\._codebook\.(inited|cluster_size|embed|embed_avg)", key
+    )
     if match:
         return f"quantizer.quantizers.{match[1]}.codebook.{match[2]}"
     return None
@@ -369,12 +389,18 @@ def original_state_to_transformers(
         else:
             state[mapped] = value
     if unknown:
-        raise CheckpointError(f"original X-Codec checkpoint has keys with no known place ({len(unknown)}): {unknown[:20]}")
+        raise CheckpointError(
+            f"original X-Codec checkpoint has keys with no known place ({len(unknown)}): {unknown[:20]}"
+        )
     uninitialised = [
-        key for key, value in state.items() if key.endswith(".codebook.inited") and not bool((value == 1).all())
+        key
+        for key, value in state.items()
+        if key.endswith(".codebook.inited") and not bool((value == 1).all())
     ]
     if uninitialised:
-        raise CheckpointError(f"codebooks never initialised (inited != 1), not a trained checkpoint: {uninitialised}")
+        raise CheckpointError(
+            f"codebooks never initialised (inited != 1), not a trained checkpoint: {uninitialised}"
+        )
     return state
 
 
@@ -402,7 +428,9 @@ def save_xcodec(model: XcodecModel, folder: Path) -> None:
     config = model.config.to_dict()
     config.setdefault("architectures", ["XcodecModel"])
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (folder / PREPROCESSOR_NAME).write_text(json.dumps(preprocessor_config(model.config), indent=2, sort_keys=True) + "\n")
+    (folder / PREPROCESSOR_NAME).write_text(
+        json.dumps(preprocessor_config(model.config), indent=2, sort_keys=True) + "\n"
+    )
 
 
 def _weight_norm_magnitude(weight: torch.Tensor, dim: int) -> torch.Tensor:
@@ -458,7 +486,9 @@ def _read_simple_yaml(text: str, path: Path) -> dict[str, Any]:
         body = line.strip()
         match = re.fullmatch(r"([^:\s][^:]*?)\s*:(?:\s+(.*))?", body)
         if match is None:
-            raise CheckpointError(f"{path}:{number}: cannot read {raw.strip()!r} without PyYAML (pip install pyyaml)")
+            raise CheckpointError(
+                f"{path}:{number}: cannot read {raw.strip()!r} without PyYAML (pip install pyyaml)"
+            )
         while indent <= stack[-1][0]:
             stack.pop()
         parent = stack[-1][1]

@@ -13,7 +13,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -113,7 +113,8 @@ def _parameters_on_meta() -> Iterator[None]:
             return None
         return nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
-    handle = register_module_parameter_registration_hook(to_meta)
+    # torch's stub types the hook as returning None; returning a replacement is documented.
+    handle = register_module_parameter_registration_hook(cast(Any, to_meta))
     try:
         yield
     finally:
@@ -137,5 +138,7 @@ def save_xcodec2(model: Xcodec2Model, folder: Path) -> None:
     # The file Transformers' Xcodec2FeatureExtractor writes, so AutoFeatureExtractor finds one.
     from xcodec.features import Xcodec2FeatureExtractor
 
-    extractor = Xcodec2FeatureExtractor(sampling_rate=model.config.sampling_rate, hop_length=model.config.hop_length)
+    extractor = Xcodec2FeatureExtractor(
+        sampling_rate=model.config.sampling_rate, hop_length=model.config.hop_length
+    )
     extractor.save_pretrained(folder)

@@ -68,7 +68,12 @@ __all__ = [
 ]
 
 # Keys of the original BigCodecConfig; a Transformers-layout config has none of them.
-_BIGCODEC_KEYS = ("semantic_hidden_size", "codec_encoder_hidden_size", "codec_decoder_hidden_size", "use_vocos")
+_BIGCODEC_KEYS = (
+    "semantic_hidden_size",
+    "codec_encoder_hidden_size",
+    "codec_decoder_hidden_size",
+    "use_vocos",
+)
 _ORIGINAL_PREFIXES = (
     "CodecEnc.",
     "generator.",
@@ -91,12 +96,12 @@ _FILTER_SHAPE = (1, 1, 12)
 def _safetensors_keys(folder: Path) -> list[str]:
     single = folder / SAFETENSORS_NAME
     if single.is_file():
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(str(single), framework="pt") as handle:
                 return list(handle.keys())
-        except Exception:  # an unreadable file is reported by the loader that reads it
+        except (SafetensorError, OSError):  # an unreadable file is reported by the loader that reads it
             return []
     index = folder / SAFETENSORS_INDEX
     if index.is_file():
@@ -139,8 +144,9 @@ def original_config_to_xcodec2(values: dict[str, Any]) -> Xcodec2Config:
     """The :class:`Xcodec2Config` of an original ``config.json`` (BigCodecConfig keys).
 
     ``codec_decoder_hidden_size`` becomes ``hidden_size``; ``semantic_hidden_size`` the
-    width of the W2V-BERT encoder (the original builds ``facebook/w2v-bert-2.0``, width
-    1024, and cuts nothing: we keep its first 16 layers, the ones it reads). The original
+    width of the W2V-BERT encoder (the original builds all 24 layers of
+    ``facebook/w2v-bert-2.0``, width 1024, runs them all and reads ``hidden_states[16]``,
+    the output of layer 16: we keep the first 16 layers only). The original
     feeds the acoustic encoder's output (``codec_encoder_hidden_size``, ignored by its
     constructor, which hard-codes 1024) into the same fused layer as the decoder width, so
     the two must agree. Keys naming Xcodec2Config fields override the hard-coded sizes
@@ -167,7 +173,11 @@ def original_config_to_xcodec2(values: dict[str, Any]) -> Xcodec2Config:
                 f"({semantic['hidden_size']})"
             )
     semantic.pop("model_type", None)
-    config_values: dict[str, Any] = {**overrides, "hidden_size": hidden_size, "semantic_model_config": semantic}
+    config_values: dict[str, Any] = {
+        **overrides,
+        "hidden_size": hidden_size,
+        "semantic_model_config": semantic,
+    }
     if "quantization_dim" not in overrides:
         # The original hard-codes vq_dim=2048 = 1024 + 1024; in general it is the concat width.
         config_values["quantization_dim"] = hidden_size + int(semantic.get("hidden_size", 1024))
@@ -299,14 +309,21 @@ def _semantic_encoder_rules(config: Xcodec2Config) -> Iterator[_Rule]:
     if semantic.mask_time_prob > 0 or semantic.mask_feature_prob > 0:
         # SpecAugment's learned mask vector: a training-time tensor that exists in both layouts.
         yield _copy("semantic_model.masked_spec_embed", "semantic_encoder.masked_spec_embed")
-    yield from _linear("semantic_model.feature_projection.layer_norm", "semantic_encoder.feature_projection.layer_norm")
-    yield from _linear("semantic_model.feature_projection.projection", "semantic_encoder.feature_projection.projection")
+    yield from _linear(
+        "semantic_model.feature_projection.layer_norm", "semantic_encoder.feature_projection.layer_norm"
+    )
+    yield from _linear(
+        "semantic_model.feature_projection.projection", "semantic_encoder.feature_projection.projection"
+    )
     names = list(_W2V_BERT_LAYER_TENSORS)
     if semantic.position_embeddings_type == "relative_key":
         names.append("self_attn.distance_embedding.weight")
     for layer in range(semantic.num_hidden_layers):
         for name in names:
-            yield _copy(f"semantic_model.encoder.layers.{layer}.{name}", f"semantic_encoder.encoder.layers.{layer}.{name}")
+            yield _copy(
+                f"semantic_model.encoder.layers.{layer}.{name}",
+                f"semantic_encoder.encoder.layers.{layer}.{name}",
+            )
 
 
 def _decoder_rules(config: Xcodec2Config) -> Iterator[_Rule]:
@@ -315,7 +332,9 @@ def _decoder_rules(config: Xcodec2Config) -> Iterator[_Rule]:
     for net in ("prior_net", "post_net"):
         for block in range(2):
             for part in ("norm1", "conv1", "norm2", "conv2"):
-                yield from _linear(f"generator.backbone.{net}.{block}.{part}", f"acoustic_decoder.{net}.{block}.{part}")
+                yield from _linear(
+                    f"generator.backbone.{net}.{block}.{part}", f"acoustic_decoder.{net}.{block}.{part}"
+                )
     for layer in range(config.num_hidden_layers):
         source = f"generator.backbone.transformers.{layer}"
         target = f"acoustic_decoder.layers.{layer}"
@@ -454,7 +473,9 @@ def convert_original_state(state: dict[str, torch.Tensor], config: Xcodec2Config
     if leftover:
         problems.append(f"not consumed by the mapping table ({len(leftover)}): {_preview(sorted(leftover))}")
     if problems:
-        raise CheckpointError("original X-Codec2 state dict does not match its config: " + "; ".join(problems))
+        raise CheckpointError(
+            "original X-Codec2 state dict does not match its config: " + "; ".join(problems)
+        )
     return converted
 
 
@@ -482,10 +503,10 @@ def load_original_xcodec2_state(folder: Path) -> tuple[Xcodec2Config, dict[str, 
 
 
 def convert_original_xcodec2(src: Path, dst: Path) -> Xcodec2Config:
-    """Write the Transformers layout (``config.json`` model_type xcodec2 + ``model.safetensors``) of ``src``.
+    """Write the Transformers layout of ``src`` into ``dst``; return the config written.
 
+    ``config.json`` (model_type xcodec2) and ``model.safetensors``:
     ``transformers.Xcodec2Model.from_pretrained(dst)`` and ours both load the result.
-    Returns the config written.
     """
     config, state = load_original_xcodec2_state(Path(src))
     dst = Path(dst)

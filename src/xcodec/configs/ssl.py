@@ -63,7 +63,9 @@ class SslEncoderConfig(ConfigBase):
                 f"{len(self.conv_dim)}, {len(self.conv_stride)} and {len(self.conv_kernel)}"
             )
         if self.feat_extract_norm not in FEAT_EXTRACT_NORMS:
-            raise ConfigError(f"feat_extract_norm must be one of {FEAT_EXTRACT_NORMS}, got {self.feat_extract_norm!r}")
+            raise ConfigError(
+                f"feat_extract_norm must be one of {FEAT_EXTRACT_NORMS}, got {self.feat_extract_norm!r}"
+            )
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"

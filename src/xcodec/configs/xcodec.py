@@ -191,7 +191,9 @@ class XcodecConfig(ConfigBase):
             bandwidth = self.target_bandwidths[-1]
         elif bandwidth not in self.target_bandwidths:
             supported = ", ".join(f"{value:g}" for value in self.target_bandwidths)
-            raise ValueError(f"X-Codec does not support bandwidth {bandwidth:g} kbps; choose one of {supported}")
+            raise ValueError(
+                f"X-Codec does not support bandwidth {bandwidth:g} kbps; choose one of {supported}"
+            )
         if bandwidth <= 0.0:
             return self.num_quantizers
         return int(max(1, math.floor(bandwidth / self.bandwidth_per_quantizer)))

@@ -1,1 +1,36 @@
-"""Corpus tokenization: manifests in, Parquet shards of codes out, resumable."""
+"""Corpus tokenization: a folder, glob, manifest or dataset in; resumable Parquet shards of codes out.
+
+Command line: ``xcodec tokenize INPUT --out DIR --model ID``. From Python::
+
+    from xcodec.dataset import TokenizeOptions, tokenize_corpus, read_tokens
+    tokenize_corpus(TokenizeOptions(input="corpus/", out="tokens/"))
+    table = read_tokens("tokens/")  # a pyarrow.Table, one row per encoded item
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from xcodec.dataset.pipeline import CodecFactory, TokenizeOptions, TokenizeResult, load_codec, tokenize_corpus
+from xcodec.dataset.sources import CorpusItem, discover
+from xcodec.dataset.store import SHARD_SCHEMA
+
+__all__ = [
+    "SHARD_SCHEMA",
+    "CodecFactory",
+    "CorpusItem",
+    "TokenizeOptions",
+    "TokenizeResult",
+    "discover",
+    "load_codec",
+    "read_tokens",
+    "tokenize_corpus",
+]
+
+
+def read_tokens(out: str | os.PathLike[str]) -> Any:
+    """All shards of a tokenize job as one ``pyarrow.Table`` (same as ``pq.read_table(out / "data")``)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(os.path.join(out, "data"))

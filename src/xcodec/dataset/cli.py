@@ -37,8 +37,12 @@ def add_tokenize_command(subparsers: Any) -> None:
         "`datasets` save_to_disk folder, or Parquet with an audio column",
     )
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint (default: {DEFAULT_MODEL})")
-    p.add_argument("--device", default=None, help="torch device for the model, e.g. cpu, cuda:0 (default: cpu)")
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint (default: {DEFAULT_MODEL})"
+    )
+    p.add_argument(
+        "--device", default=None, help="torch device for the model, e.g. cpu, cuda:0 (default: cpu)"
+    )
     p.add_argument(
         "--devices",
         default=None,
@@ -61,17 +65,31 @@ def add_tokenize_command(subparsers: Any) -> None:
         default=",".join(e.lstrip(".") for e in AUDIO_EXTENSIONS),
         help="audio extensions searched for in a folder",
     )
-    p.add_argument("--root", default=None, help="folder that relative manifest paths start from (default: the manifest's)")
-    p.add_argument("--path-column", default=None, help="manifest column with the audio path (default: path, audio_filepath, ...)")
-    p.add_argument("--id-column", default="id", help="column with the item id (default: id; else derived from the path)")
+    p.add_argument(
+        "--root",
+        default=None,
+        help="folder that relative manifest paths start from (default: the manifest's)",
+    )
+    p.add_argument(
+        "--path-column",
+        default=None,
+        help="manifest column with the audio path (default: path, audio_filepath, ...)",
+    )
+    p.add_argument(
+        "--id-column", default="id", help="column with the item id (default: id; else derived from the path)"
+    )
     p.add_argument("--audio-column", default="audio", help="audio column of a `datasets`/Parquet input")
     p.add_argument("--split", default=None, help="split of a saved DatasetDict (default: train)")
-    p.add_argument("--keep-columns", default=None, help="passthrough columns to keep, comma separated (default: all)")
+    p.add_argument(
+        "--keep-columns", default=None, help="passthrough columns to keep, comma separated (default: all)"
+    )
     p.add_argument("--retry-errors", action="store_true", help="redo shards that recorded failed items")
     p.add_argument("--overwrite", action="store_true", help="discard a previous, different job in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--offline", action="store_true", help="use only the local hub cache")
-    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    p.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)"
+    )
     p.add_argument("--ray-actors", type=int, default=1, help="model actors (Ray engine)")
     p.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="GPUs each model actor holds")
     p.add_argument("--ray-cpus-per-actor", type=float, default=1.0, help="CPUs each model actor holds")
@@ -100,7 +118,9 @@ def options_from_args(args: argparse.Namespace) -> TokenizeOptions:
         bandwidth=args.bandwidth,
         engine=args.engine,
         input_format=args.input_format,
-        extensions=tuple(f".{e.strip().lstrip('.').lower()}" for e in args.extensions.split(",") if e.strip()),
+        extensions=tuple(
+            f".{e.strip().lstrip('.').lower()}" for e in args.extensions.split(",") if e.strip()
+        ),
         root=args.root,
         path_column=args.path_column,
         id_column=args.id_column,
@@ -125,7 +145,7 @@ def _factory(spec: str | None) -> CodecFactory:
     module_name, _, attribute = spec.partition(":")
     if not attribute:
         raise SystemExit(f"--codec-factory: expected MODULE:FUNCTION, got {spec!r}")
-    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:

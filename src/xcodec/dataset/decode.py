@@ -66,7 +66,7 @@ def _decode_file(index: int, path: Path, sample_rate: int) -> Decoded:
 
     loaded = load_audio(path, sample_rate)
     waveform = np.ascontiguousarray(loaded.waveform.numpy(), dtype=np.float32)
-    return Decoded(index, waveform, int(loaded.original_sample_rate), loaded.num_channels > 1)
+    return Decoded(index, waveform, int(loaded.original_sample_rate), loaded.mixed_down)
 
 
 def _decode_row(request: DecodeRequest, sample_rate: int, corpus: CorpusSource) -> Decoded:
@@ -108,8 +108,6 @@ def _decode_array(request: DecodeRequest, array: Any, rate: Any, sample_rate: in
 
     if rate is None:
         raise AudioError(f"{request.source}: audio array without a sampling_rate")
-    samples = np.asarray(array, dtype=np.float32)
-    waveform, mixed_down = as_waveform(samples, int(rate), sample_rate)
-    return Decoded(
-        request.index, np.ascontiguousarray(waveform.numpy(), dtype=np.float32), int(rate), bool(mixed_down)
-    )
+    loaded = as_waveform(np.asarray(array), int(rate), sample_rate)
+    waveform = np.ascontiguousarray(loaded.waveform.numpy(), dtype=np.float32)
+    return Decoded(request.index, waveform, int(loaded.original_sample_rate), loaded.mixed_down)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from xcodec.api import DEFAULT_MODEL, Codec, PreparedAudio
-from xcodec.dataset.decode import DecodeRequest, Decoded, decode_item
+from xcodec.dataset.decode import Decoded, DecodeRequest, decode_item
 from xcodec.dataset.sources import AUDIO_EXTENSIONS, CorpusSource, describe_source, discover
 from xcodec.dataset.store import Failure, OutputStore, Plan, ShardRow, build_plan
 from xcodec.errors import XcodecError
@@ -158,7 +158,9 @@ def tokenize_corpus(options: TokenizeOptions, codec_factory: CodecFactory = load
             split=options.split,
             keep_columns=options.keep_columns,
         )
-        plan = store.load_or_save_plan(build_plan(items, corpus, options.shard_size, _job_fingerprint(options)))
+        plan = store.load_or_save_plan(
+            build_plan(items, corpus, options.shard_size, _job_fingerprint(options))
+        )
         done = store.done_shards(plan, retry_errors=options.retry_errors)
         pending = [s for s in range(plan.num_shards) if s not in done]
         total_items = sum(len(plan.shard_range(s)) for s in pending)
@@ -337,7 +339,9 @@ def process_shards(
         work.seen += 1
         if decoded.error is not None or decoded.waveform is None:
             work.failures.append(
-                Failure(decoded.index, str(ids[decoded.index]), str(sources[decoded.index]), str(decoded.error))
+                Failure(
+                    decoded.index, str(ids[decoded.index]), str(sources[decoded.index]), str(decoded.error)
+                )
             )
             report(1, 0.0)
         else:
@@ -356,19 +360,14 @@ def _encode_pool(
     pool, work.pool, work.pool_samples = work.pool, [], 0
     prepared = [
         PreparedAudio(
-            torch.from_numpy(d.waveform),  # type: ignore[arg-type]
+            torch.from_numpy(d.waveform),
             str(plan.table.column("source")[d.index]),
             d.original_sample_rate,
             d.mixed_down,
         )
         for d in pool
     ]
-    try:
-        encoded: list[torch.Tensor | str] = list(codec.encode_prepared(prepared, bandwidth=bandwidth))
-    except (XcodecError, RuntimeError, ValueError):
-        # Find the item at fault by encoding each alone; the others still get their tokens.
-        encoded = [_encode_one(codec, p, bandwidth) for p in prepared]
-    for decoded, item, codes in zip(pool, prepared, encoded, strict=True):
+    for decoded, item, codes in zip(pool, prepared, encode_items(codec, prepared, bandwidth), strict=True):
         num_samples = int(item.waveform.shape[-1])
         if isinstance(codes, str):
             work.failures.append(
@@ -376,10 +375,22 @@ def _encode_pool(
             )
             report(1, 0.0)
             continue
-        work.rows.append(
-            ShardRow(decoded.index, codes.numpy().astype(np.int32), num_samples, item.original_sample_rate)
-        )
+        work.rows.append(ShardRow(decoded.index, codes, num_samples, item.original_sample_rate))
         report(1, num_samples / codec.sample_rate)
+
+
+def encode_items(
+    codec: Codec, prepared: list[PreparedAudio], bandwidth: float | None
+) -> list[np.ndarray | str]:
+    """Codes of each item as a (num_codebooks, frames) int32 array, or the reason it failed."""
+    if not prepared:
+        return []
+    try:
+        encoded: list[torch.Tensor | str] = list(codec.encode_prepared(prepared, bandwidth=bandwidth))
+    except (XcodecError, RuntimeError, ValueError):
+        # Find the item at fault by encoding each alone; the others still get their tokens.
+        encoded = [_encode_one(codec, p, bandwidth) for p in prepared]
+    return [c if isinstance(c, str) else c.numpy().astype(np.int32) for c in encoded]
 
 
 def _encode_one(codec: Codec, item: PreparedAudio, bandwidth: float | None) -> torch.Tensor | str:

@@ -135,7 +135,9 @@ def discover(
 def _detect_format(spec: str, input_format: str, extensions: Sequence[str]) -> str:
     if input_format != "auto":
         if input_format not in INPUT_FORMATS:
-            raise XcodecError(f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
+            raise XcodecError(
+                f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}"
+            )
         return input_format
     path = Path(spec)
     if path.is_dir():

@@ -103,7 +103,11 @@ class Plan:
         return range(start, min(start + self.shard_size, self.num_items))
 
     def items(self, indices: Sequence[int] | range) -> list[CorpusItem]:
-        rows = self.table.select(["id", "source", "path", "row"]).take(list(indices)).to_pylist()
+        rows = (
+            self.table.select(["id", "source", "path", "row"])
+            .take(pa.array(list(indices), pa.int64()))
+            .to_pylist()
+        )
         return [CorpusItem(r["id"], r["source"], r["path"], r["row"]) for r in rows]
 
 
@@ -126,7 +130,9 @@ def build_plan(
         columns[name] = _column([item.extras.get(name) for item in items])
     table = pa.table(columns)
     digest = hashlib.sha256()
-    for item_id, source in zip(table.column("id").to_pylist(), table.column("source").to_pylist(), strict=True):
+    for item_id, source in zip(
+        table.column("id").to_pylist(), table.column("source").to_pylist(), strict=True
+    ):
         digest.update(f"{item_id}\0{source}\n".encode())
     fingerprint = {
         **job,
@@ -186,7 +192,7 @@ class OutputStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _atomic(self, final: Path, write: Callable[[Path], None]) -> None:
+    def _atomic(self, final: Path, write: Callable[[Path], object]) -> None:
         temp = self.tmp_dir / f"{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         write(temp)
         with open(temp, "rb+") as handle:
@@ -215,7 +221,11 @@ class OutputStore:
             return stored
         metadata = {
             _META_KEY: json.dumps(
-                {"fingerprint": fresh.fingerprint, "corpus": fresh.corpus.to_dict(), "shard_size": fresh.shard_size}
+                {
+                    "fingerprint": fresh.fingerprint,
+                    "corpus": fresh.corpus.to_dict(),
+                    "shard_size": fresh.shard_size,
+                }
             ).encode()
         }
         table = fresh.table.replace_schema_metadata(metadata)
@@ -250,7 +260,7 @@ class OutputStore:
         """A shard's own record, or None if the file is unreadable (then it is redone)."""
         try:
             metadata = pq.read_metadata(path).metadata or {}
-            return json.loads(metadata[_META_KEY])  # type: ignore[no-any-return]
+            return json.loads(metadata[_META_KEY])
         except (OSError, KeyError, ValueError, pa.ArrowException):
             return None
 
@@ -298,7 +308,7 @@ class OutputStore:
 
     def _shard_table(self, plan: Plan, rows: Sequence[ShardRow], codec_info: dict[str, Any]) -> pa.Table:
         indices = [r.index for r in rows]
-        known = plan.table.take(indices)
+        known = plan.table.take(pa.array(indices, pa.int64()))
         sample_rate = int(codec_info["sample_rate"])
         codes = [r.audio_codes for r in rows]
         columns = [

@@ -83,7 +83,7 @@ class UpSample1d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, T = x.shape
+        _, C, _ = x.shape
         x = F.pad(x, (self.pad, self.pad), mode="replicate")
         weight = self.filter.to(x.dtype).expand(C, -1, -1)
         # Scaling by `ratio` restores the energy the inserted zeros remove.
@@ -106,7 +106,7 @@ class DownSample1d(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, T = x.shape
+        _, C, _ = x.shape
         x = F.pad(x, (self.pad_left, self.pad_right), mode="replicate")
         weight = self.filter.to(x.dtype).expand(C, -1, -1)
         return F.conv1d(x, weight, stride=self.ratio, groups=C)

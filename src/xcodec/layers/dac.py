@@ -30,7 +30,7 @@ class Snake1d(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(batch, channels, time) -> (batch, channels, time)."""
         # The 1e-9 keeps alpha = 0 finite; written as in DAC so the rounding is the same.
-        inverse_alpha = (self.alpha + 1e-9).reciprocal()
+        inverse_alpha = (self.alpha + 1e-6).reciprocal()
         return hidden_states + inverse_alpha * torch.sin(self.alpha * hidden_states).pow(2)
 
 
@@ -79,7 +79,9 @@ class DacEncoderBlock(nn.Module):
 class DacEncoder(nn.Module):
     """Waveform (batch, 1, samples) -> latent (batch, hidden_size, frames)."""
 
-    def __init__(self, encoder_hidden_size: int, downsampling_ratios: Sequence[int], hidden_size: int) -> None:
+    def __init__(
+        self, encoder_hidden_size: int, downsampling_ratios: Sequence[int], hidden_size: int
+    ) -> None:
         super().__init__()
         width = encoder_hidden_size
         self.conv1 = nn.Conv1d(1, width, kernel_size=7, padding=3)

@@ -8,6 +8,8 @@ the frame. Module names follow Transformers' ``XcodecResidualVectorQuantization`
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,7 +39,9 @@ class EuclideanCodebook(nn.Module):
         # Expanded form -(|x|^2 - 2 x.e + |e|^2), evaluated in this exact order as in the
         # reference (EnCodec's quantize), so float rounding, and with it the choice between
         # near-equidistant rows, is the same. tests/test_xcodec_model.py pins the codes.
-        distance = -(vectors.pow(2).sum(1, keepdim=True) - 2 * vectors @ embed_t + embed_t.pow(2).sum(0, keepdim=True))
+        distance = -(
+            vectors.pow(2).sum(1, keepdim=True) - 2 * vectors @ embed_t + embed_t.pow(2).sum(0, keepdim=True)
+        )
         return distance.max(dim=-1).indices
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
@@ -74,13 +78,17 @@ class ResidualVectorQuantizer(nn.Module):
     def num_quantizers(self) -> int:
         return len(self.quantizers)
 
+    @property
+    def stages(self) -> list[VectorQuantizer]:
+        return [cast(VectorQuantizer, stage) for stage in self.quantizers]
+
     def encode(self, embeddings: torch.Tensor, num_quantizers: int) -> torch.Tensor:
         """(batch, dim, frames) -> codes (batch, num_quantizers, frames) int64."""
         if not 1 <= num_quantizers <= self.num_quantizers:
             raise ValueError(f"num_quantizers must be in 1..{self.num_quantizers}, got {num_quantizers}")
         residual = embeddings
         codes = []
-        for stage in self.quantizers[:num_quantizers]:
+        for stage in self.stages[:num_quantizers]:
             stage_codes = stage.encode(residual)
             residual = residual - stage.decode(stage_codes)
             codes.append(stage_codes)
@@ -92,10 +100,13 @@ class ResidualVectorQuantizer(nn.Module):
         The stages are summed first to last, the reference's order, so the float sum is
         the same bit for bit.
         """
-        batch, num_stages, frames = codes.shape
+        _, num_stages, _ = codes.shape
         if not 1 <= num_stages <= self.num_quantizers:
-            raise ValueError(f"codes carry {num_stages} codebooks; this quantizer has 1..{self.num_quantizers}")
-        quantized = self.quantizers[0].decode(codes[:, 0])
+            raise ValueError(
+                f"codes carry {num_stages} codebooks; this quantizer has 1..{self.num_quantizers}"
+            )
+        stages = self.stages
+        quantized = stages[0].decode(codes[:, 0])
         for index in range(1, num_stages):
-            quantized = quantized + self.quantizers[index].decode(codes[:, index])
+            quantized = quantized + stages[index].decode(codes[:, index])
         return quantized

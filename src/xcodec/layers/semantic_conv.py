@@ -14,7 +14,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["SemanticDecoder", "SemanticDecoderBlock", "SemanticEncoder", "SemanticEncoderBlock", "SemanticResidualUnit"]
+__all__ = [
+    "SemanticDecoder",
+    "SemanticDecoderBlock",
+    "SemanticEncoder",
+    "SemanticEncoderBlock",
+    "SemanticResidualUnit",
+]
 
 
 class SemanticResidualUnit(nn.Module):
@@ -24,7 +30,9 @@ class SemanticResidualUnit(nn.Module):
         super().__init__()
         self.activation = nn.ELU()
         padding = (kernel_size - 1) // 2 * dilation
-        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False)
+        self.conv1 = nn.Conv1d(
+            in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
+        )
         self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size=1, bias=False)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -38,11 +46,19 @@ class SemanticEncoderBlock(nn.Module):
     """Residual units, then a conv that may downsample (kernel 3 at stride 1, else 2·stride)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int, dilations: Sequence[int], unit_kernel_size: int
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        dilations: Sequence[int],
+        unit_kernel_size: int,
     ) -> None:
         super().__init__()
         self.res_units = nn.ModuleList(
-            [SemanticResidualUnit(in_channels, in_channels, unit_kernel_size, dilation) for dilation in dilations]
+            [
+                SemanticResidualUnit(in_channels, in_channels, unit_kernel_size, dilation)
+                for dilation in dilations
+            ]
         )
         # A stride-1 block would get kernel 2 from the 2·stride rule, which cannot keep the
         # length with symmetric padding, hence kernel 3 there (as in the original code).
@@ -77,7 +93,9 @@ class SemanticEncoder(nn.Module):
         in_channels = hidden_size
         for ratio, stride in zip(channel_ratios, strides, strict=True):
             out_channels = int(hidden_size * ratio)
-            blocks.append(SemanticEncoderBlock(in_channels, out_channels, stride, block_dilations, unit_kernel_size))
+            blocks.append(
+                SemanticEncoderBlock(in_channels, out_channels, stride, block_dilations, unit_kernel_size)
+            )
             in_channels = out_channels
         self.conv_blocks = nn.ModuleList(blocks)
 
@@ -97,7 +115,12 @@ class SemanticDecoderBlock(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int, dilations: Sequence[int], unit_kernel_size: int
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        dilations: Sequence[int],
+        unit_kernel_size: int,
     ) -> None:
         super().__init__()
         self.conv: nn.Module
@@ -114,7 +137,10 @@ class SemanticDecoderBlock(nn.Module):
                 bias=False,
             )
         self.res_units = nn.ModuleList(
-            [SemanticResidualUnit(out_channels, out_channels, unit_kernel_size, dilation) for dilation in dilations]
+            [
+                SemanticResidualUnit(out_channels, out_channels, unit_kernel_size, dilation)
+                for dilation in dilations
+            ]
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -145,7 +171,9 @@ class SemanticDecoder(nn.Module):
         self.conv1 = nn.Conv1d(hidden_size, widths[0], kernel_size, padding=kernel_size // 2, bias=False)
         self.conv_blocks = nn.ModuleList(
             [
-                SemanticDecoderBlock(widths[index], widths[index + 1], stride, block_dilations, unit_kernel_size)
+                SemanticDecoderBlock(
+                    widths[index], widths[index + 1], stride, block_dilations, unit_kernel_size
+                )
                 for index, stride in enumerate(strides)
             ]
         )

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "ISTFTHead",
     "MLP",
+    "ISTFTHead",
     "RMSNorm",
     "ResNetBlock",
     "RotaryEmbedding",
@@ -125,7 +125,9 @@ class SelfAttention(nn.Module):
         self.v_proj = nn.Linear(hidden_size, num_kv_heads * head_dim, bias=bias)
         self.o_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=bias)
 
-    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """x: (batch, time, hidden); rotary: cos/sin broadcastable to (batch, heads, time, head_dim)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
@@ -181,7 +183,9 @@ class TransformerLayer(nn.Module):
         self.input_layernorm = RMSNorm(hidden_size, eps=eps)
         self.post_attention_layernorm = RMSNorm(hidden_size, eps=eps)
 
-    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rotary)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -206,7 +210,7 @@ class ISTFTHead(nn.Module):
 
     def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
         """frames: (batch, n_fft, num_frames) -> (batch, samples) with the "same" crop applied."""
-        B, _, num_frames = frames.shape
+        _, _, num_frames = frames.shape
         output_size = (num_frames - 1) * self.hop_length + self.n_fft
         summed = F.fold(
             frames, output_size=(1, output_size), kernel_size=(1, self.n_fft), stride=(1, self.hop_length)

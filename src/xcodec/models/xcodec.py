@@ -89,20 +89,29 @@ class XcodecModel(CodecModel):
             odd_stride_output_padding=True,
             final_tanh=False,
         )
-        semantic_layout = {
-            "kernel_size": config.kernel_size,
-            "channel_ratios": config.channel_ratios,
-            "strides": config.strides,
-            "block_dilations": config.block_dilations,
-            "unit_kernel_size": config.unit_kernel_size,
-        }
-        self.encoder_semantic = SemanticEncoder(config.semantic_hidden_size, **semantic_layout)
-        self.decoder_semantic = SemanticDecoder(config.semantic_hidden_size, **semantic_layout)
+        self.encoder_semantic = SemanticEncoder(
+            config.semantic_hidden_size,
+            kernel_size=config.kernel_size,
+            channel_ratios=config.channel_ratios,
+            strides=config.strides,
+            block_dilations=config.block_dilations,
+            unit_kernel_size=config.unit_kernel_size,
+        )
+        self.decoder_semantic = SemanticDecoder(
+            config.semantic_hidden_size,
+            kernel_size=config.kernel_size,
+            channel_ratios=config.channel_ratios,
+            strides=config.strides,
+            block_dilations=config.block_dilations,
+            unit_kernel_size=config.unit_kernel_size,
+        )
         self.semantic_model = build_semantic_model(config.semantic_model_config)
         self.fc = nn.Linear(config.hidden_size, config.hidden_size)
         self.fc1 = nn.Linear(config.hidden_size, config.semantic_hidden_size)
         self.fc2 = nn.Linear(config.hidden_size, config.acoustic_hidden_size)
-        self.quantizer = ResidualVectorQuantizer(config.num_quantizers, config.codebook_size, config.hidden_size)
+        self.quantizer = ResidualVectorQuantizer(
+            config.num_quantizers, config.codebook_size, config.hidden_size
+        )
         self.eval()
 
     # ---- CodecModel interface -------------------------------------------------------
@@ -139,14 +148,18 @@ class XcodecModel(CodecModel):
         models (the semantic teacher's count on the padded input).
         """
         if input_values.dim() != 3 or input_values.shape[1] != 1:
-            raise AudioError(f"X-Codec encodes mono audio shaped (batch, 1, samples), got {tuple(input_values.shape)}")
+            raise AudioError(
+                f"X-Codec encodes mono audio shaped (batch, 1, samples), got {tuple(input_values.shape)}"
+            )
         num_quantizers = self.config.num_quantizers_for_bandwidth(bandwidth)
         _, _, num_samples = input_values.shape
         pad = self.hop_length // 2
 
         # The teacher is frozen; the reference never lets gradients reach it.
         with torch.no_grad():
-            semantic_features = self.semantic_model.mean_hidden_states(F.pad(input_values[:, 0, :], (pad, pad)))
+            semantic_features = self.semantic_model.mean_hidden_states(
+                F.pad(input_values[:, 0, :], (pad, pad))
+            )
         semantic = self.encoder_semantic(semantic_features.transpose(1, 2))
 
         # The semantic branch sees the input padded by hop/2 on both sides; the acoustic
@@ -171,11 +184,17 @@ class XcodecModel(CodecModel):
         """Codes (batch, num_codebooks, frames), any num_codebooks up to the maximum ->
         waveform (batch, 1, frames * hop_length)."""
         if audio_codes.dim() != 3:
-            raise ValueError(f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}")
+            raise ValueError(
+                f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}"
+            )
         _, num_codebooks, _ = audio_codes.shape
         if not 1 <= num_codebooks <= self.num_codebooks:
-            raise ValueError(f"audio_codes carry {num_codebooks} codebooks; this model decodes 1..{self.num_codebooks}")
-        if audio_codes.numel() and (int(audio_codes.min()) < 0 or int(audio_codes.max()) >= self.codebook_size):
+            raise ValueError(
+                f"audio_codes carry {num_codebooks} codebooks; this model decodes 1..{self.num_codebooks}"
+            )
+        if audio_codes.numel() and (
+            int(audio_codes.min()) < 0 or int(audio_codes.max()) >= self.codebook_size
+        ):
             raise ValueError(
                 f"audio_codes must lie in 0..{self.codebook_size - 1}, "
                 f"got {int(audio_codes.min())}..{int(audio_codes.max())}"
@@ -224,7 +243,9 @@ class XcodecModel(CodecModel):
         groups = list(_groups_by_length(lengths))
         encoded: dict[int, torch.Tensor] = {}
         for length, items in groups:
-            codes = self.encode(waveforms[items, None, :length].to(self.device, self.dtype), bandwidth).audio_codes
+            codes = self.encode(
+                waveforms[items, None, :length].to(self.device, self.dtype), bandwidth
+            ).audio_codes
             for row, item in enumerate(items.tolist()):
                 encoded[item] = codes[row]
         max_frames = max(codes.shape[-1] for codes in encoded.values())
@@ -236,17 +257,23 @@ class XcodecModel(CodecModel):
         return TokenizeResult(audio_codes=audio_codes, code_lengths=code_lengths)
 
     @torch.no_grad()
-    def detokenize(self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None) -> DetokenizeResult:
+    def detokenize(
+        self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None
+    ) -> DetokenizeResult:
         """Audio (batch, samples) of padded codes (batch, num_codebooks, frames), each item decoded alone.
 
         The decoder's receptive field spans many frames, so padding frames would change
         the end of a shorter item; items of one length are decoded together.
         """
         if audio_codes.dim() != 3:
-            raise ValueError(f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}")
+            raise ValueError(
+                f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}"
+            )
         batch, _, frames = audio_codes.shape
         code_lengths = _full_lengths(code_lengths, batch, frames, "code_lengths")
-        audio = torch.zeros(batch, int(code_lengths.max()) * self.hop_length, dtype=self.dtype, device=self.device)
+        audio = torch.zeros(
+            batch, int(code_lengths.max()) * self.hop_length, dtype=self.dtype, device=self.device
+        )
         lengths = torch.zeros(batch, dtype=torch.long)
         for num_frames, items in _groups_by_length(code_lengths):
             values = self.decode(audio_codes[items, :, :num_frames]).audio_values[:, 0]

@@ -192,7 +192,10 @@ class Xcodec2Model(CodecModel):
 
     # ------------------------------------------------------------------ Transformers API
     def _pre_quantization(
-        self, input_values: torch.Tensor, input_features: torch.Tensor, input_features_mask: torch.Tensor | None
+        self,
+        input_values: torch.Tensor,
+        input_features: torch.Tensor,
+        input_features_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """Fused semantic + acoustic embedding, (batch, frames, quantization_dim)."""
         # The semantic encoder is frozen in X-Codec2; no gradients flow into it.
@@ -293,7 +296,8 @@ class Xcodec2Model(CodecModel):
         if lengths is None:
             lengths = torch.full((B,), T, dtype=torch.long)
         extractor = Xcodec2FeatureExtractor(sampling_rate=self.sample_rate, hop_length=self.hop_length)
-        items = [waveforms[index, : int(length)].detach().float().cpu() for index, length in enumerate(lengths)]
+        # The extractor computes on the waveforms' device.
+        items = [waveforms[index, : int(length)].detach().float() for index, length in enumerate(lengths)]
         features = extractor(items, sampling_rate=self.sample_rate, return_tensors="pt")
         device, dtype = self.device, self.dtype
         input_features_mask = features.get("input_features_mask")
@@ -307,7 +311,9 @@ class Xcodec2Model(CodecModel):
         code_lengths = encoded.audio_codes_mask.reshape(B, -1).sum(dim=-1).long()
         return TokenizeResult(audio_codes=encoded.audio_codes.long(), code_lengths=code_lengths)
 
-    def detokenize(self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None) -> DetokenizeResult:
+    def detokenize(
+        self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None
+    ) -> DetokenizeResult:
         """Decode codes (batch, 1, frames) to audio (batch, frames * hop) and per-item lengths."""
         B, _, F = audio_codes.shape
         audio = self.decode(audio_codes=audio_codes.to(self.device)).audio_values[:, 0, :]

@@ -102,7 +102,9 @@ class ConvFeatureEncoder(nn.Module):
         elif config.feat_extract_norm == "layer":
             norms = ["layer"] * config.num_feat_extract_layers
         else:
-            raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {config.feat_extract_norm!r}")
+            raise ValueError(
+                f"feat_extract_norm must be 'group' or 'layer', got {config.feat_extract_norm!r}"
+            )
         self.conv_layers = nn.ModuleList(_ConvLayer(config, i, norm) for i, norm in enumerate(norms))
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
@@ -170,7 +172,9 @@ def conv_output_lengths(
     return lengths
 
 
-def feature_frame_mask(attention_mask: torch.Tensor, num_frames: int, config: SslEncoderConfig) -> torch.Tensor:
+def feature_frame_mask(
+    attention_mask: torch.Tensor, num_frames: int, config: SslEncoderConfig
+) -> torch.Tensor:
     """Sample-level mask (batch, samples) -> frame-level bool mask (batch, num_frames).
 
     Like the reference, only the count of valid samples matters (right padding assumed):
@@ -211,7 +215,9 @@ def fold_pos_conv_weight_norm(state: Mapping[str, torch.Tensor], prefix: str = "
     return out
 
 
-def unfold_pos_conv_weight_norm(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+def unfold_pos_conv_weight_norm(
+    state: Mapping[str, torch.Tensor], prefix: str = ""
+) -> dict[str, torch.Tensor]:
     """Inverse of :func:`fold_pos_conv_weight_norm`: write the parametrization names Transformers loads.
 
     A HuBERT with ``conv_pos_batch_norm`` has a plain conv weight upstream too and is left as is.

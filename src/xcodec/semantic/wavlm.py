@@ -38,7 +38,9 @@ __all__ = [
 _GATE_TERMS = 4
 
 
-def relative_position_buckets(num_frames: int, num_buckets: int, max_distance: int, device: torch.device) -> torch.Tensor:
+def relative_position_buckets(
+    num_frames: int, num_buckets: int, max_distance: int, device: torch.device
+) -> torch.Tensor:
     """Bucket index of every (query, key) frame pair, (num_frames, num_frames) int64.
 
     Half of the buckets hold keys after the query, half the rest; within each half the
@@ -78,7 +80,9 @@ class WavLMAttention(nn.Module):
         self.out_proj = nn.Linear(hidden, hidden)
         self.gru_rel_pos_const = nn.Parameter(torch.ones(1, self.num_heads, 1, 1))
         self.gru_rel_pos_linear = nn.Linear(self.head_dim, 2 * _GATE_TERMS)
-        self.rel_attn_embed = nn.Embedding(self.num_buckets, self.num_heads) if has_relative_position_bias else None
+        self.rel_attn_embed = (
+            nn.Embedding(self.num_buckets, self.num_heads) if has_relative_position_bias else None
+        )
         # False: the reference's operation order (bit-exact on CPU); True: fused SDPA
         # (faster, equal within ~1e-6). Set for the whole model by WavLMEncoder(use_sdpa=...).
         self.use_sdpa = False
@@ -181,7 +185,8 @@ class WavLMTransformer(nn.Module):
         # (which only changes ``last_hidden_state``, never the hidden states we return).
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.layers = nn.ModuleList(
-            WavLMEncoderLayer(config, has_relative_position_bias=(i == 0)) for i in range(config.num_hidden_layers)
+            WavLMEncoderLayer(config, has_relative_position_bias=(i == 0))
+            for i in range(config.num_hidden_layers)
         )
 
     def forward(
@@ -195,7 +200,9 @@ class WavLMTransformer(nn.Module):
         if frame_mask is not None:
             # Padded frames are zeroed before the positional conv sees them.
             hidden_states = torch.where(frame_mask[:, :, None], hidden_states, 0.0)
-            key_padding_bias = torch.zeros(frame_mask.shape, dtype=hidden_states.dtype, device=frame_mask.device)
+            key_padding_bias = torch.zeros(
+                frame_mask.shape, dtype=hidden_states.dtype, device=frame_mask.device
+            )
             key_padding_bias = key_padding_bias.masked_fill(~frame_mask, float("-inf"))[:, None, None, :]
         hidden_states = hidden_states + self.pos_conv_embed(hidden_states)
         if not self.stable_layer_norm:
