@@ -260,3 +260,74 @@ def test_cli_tokenize(fake_corpus: tuple[Path, list[Path], list[Path]], tmp_path
         ]
     )
     assert clean == 0
+
+
+def tiny_xcodec2_folder(folder: Path) -> Path:
+    """A tiny random X-Codec2 saved in the Transformers layout, loadable by ``--model``."""
+    pytest.importorskip("xcodec.models.xcodec2")
+    from xcodec.configs.xcodec2 import Xcodec2Config
+    from xcodec.models.xcodec2 import Xcodec2Model
+
+    config = Xcodec2Config.from_dict(
+        {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "head_dim": 16,
+            "encoder_hidden_size": 8,
+            "downsampling_ratios": [2, 2, 4, 4, 5],
+            "semantic_model_config": {
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 64,
+                "conv_depthwise_kernel_size": 5,
+            },
+            "quantization_dim": 96,
+            "quantization_levels": [4, 4, 4, 4],
+        }
+    )
+    torch.manual_seed(0)
+    Xcodec2Model(config).save_pretrained(folder)
+    return folder
+
+
+def test_tiny_xcodec2_tokens_equal_xcodec_encode(tmp_path: Path) -> None:
+    """The real model through ``--model``: shards hold exactly what `xcodec encode` writes."""
+    import numpy as np
+
+    torch.set_num_threads(1)
+    model = tiny_xcodec2_folder(tmp_path / "tiny")
+    corpus = tmp_path / "corpus"
+    good, bad = build_corpus(corpus)
+    out = tmp_path / "out"
+    status = main(
+        [
+            "tokenize",
+            str(corpus),
+            "--out",
+            str(out),
+            "--model",
+            str(model),
+            "--shard-size",
+            "4",
+            "--num-workers",
+            "1",
+            "--batch-seconds",
+            "3",
+            "--no-progress",
+        ]
+    )
+    assert status == 1
+    assert main(["encode", *map(str, good[:4]), "-o", str(tmp_path / "npz"), "--model", str(model)]) == 0
+    rows = {r["source"]: r for r in read_tokens(out).to_pylist()}
+    assert sorted(rows) == sorted(str(p) for p in good)
+    for path in good[:4]:
+        with np.load(tmp_path / "npz" / f"{path.stem}.npz") as npz:
+            assert rows[str(path)]["audio_codes"] == npz["audio_codes"].tolist(), path
+            assert rows[str(path)]["num_samples"] == int(npz["num_samples"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model_class"] == "xcodec.models.xcodec2.Xcodec2Model"
+    assert summary["num_failed"] == len(bad)

@@ -387,6 +387,8 @@ def test_inputs_of_every_kind_agree() -> None:
         torch.from_numpy(audio)[None, :],
         [audio],
         audio.tolist(),
+        audio.astype(">f4"),  # big-endian
+        audio[::-1].copy()[::-1],  # a negative-stride view of the same samples
     ]
     for variant in variants:
         out = extractor(variant, sampling_rate=SAMPLE_RATE)

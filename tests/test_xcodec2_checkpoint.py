@@ -232,3 +232,27 @@ def test_save_xcodec2_function_matches_method(reference_folder: tuple[Any, Path]
     state_a = load_file(str(tmp_path / "a" / "model.safetensors"))
     state_b = load_file(str(tmp_path / "b" / "model.safetensors"))
     assert state_a.keys() == state_b.keys() == model.state_dict().keys()
+
+
+def test_original_layout_hook_is_used(
+    reference_folder: tuple[Any, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder the original-layout module recognises is read through it, not as Transformers layout."""
+    original = pytest.importorskip("xcodec.checkpoints.xcodec2_original")
+    from xcodec.configs.xcodec2 import Xcodec2Config
+
+    _, folder = reference_folder
+    config = Xcodec2Config.from_json_file(folder / "config.json")
+    state = load_file(str(folder / "model.safetensors"))
+    seen: list[Path] = []
+
+    def fake_convert(path: Path) -> tuple[Xcodec2Config, dict[str, torch.Tensor]]:
+        seen.append(path)
+        return config, state
+
+    monkeypatch.setattr(original, "is_original_xcodec2", lambda path: path == tmp_path)
+    monkeypatch.setattr(original, "load_original_xcodec2_state", fake_convert)
+    # tmp_path has no config.json: only the hook can make it load.
+    model = Xcodec2Model.from_pretrained(tmp_path)
+    assert seen == [tmp_path]
+    assert torch.equal(model.fc_encoder.weight, state["fc_encoder.weight"])

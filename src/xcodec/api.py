@@ -114,16 +114,14 @@ class Codec:
         source = _describe(item, index)
         if isinstance(item, (str, os.PathLike)):
             loaded = load_audio(Path(item), self.sample_rate)
-            return PreparedAudio(
-                loaded.waveform, source, loaded.original_sample_rate, loaded.num_channels > 1
-            )
+            return PreparedAudio(loaded.waveform, source, loaded.original_sample_rate, loaded.mixed_down)
         if sampling_rate is None:
             raise AudioError(f"{source}: pass sampling_rate= with arrays and tensors")
         try:
-            waveform, mixed_down = as_waveform(item, sampling_rate, self.sample_rate)
+            loaded = as_waveform(item, sampling_rate, self.sample_rate)
         except AudioError as exc:
             raise AudioError(f"{source}: {exc}") from exc
-        return PreparedAudio(waveform, source, sampling_rate, mixed_down)
+        return PreparedAudio(loaded.waveform, source, sampling_rate, loaded.mixed_down)
 
     def _batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
         """Group item indices into batches of similar length, at most ``max_batch_seconds`` of padded audio."""

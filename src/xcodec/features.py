@@ -226,7 +226,9 @@ def _item_to_tensor(item: Any, index: int, device: torch.device | None) -> torch
     elif isinstance(item, np.ndarray):
         # Through a contiguous native-endian copy: torch cannot wrap reversed or byte-swapped views.
         native = item.dtype.newbyteorder("=")
-        tensor = torch.from_numpy(np.ascontiguousarray(item, dtype=np.float32 if item.dtype.kind == "f" else native))
+        tensor = torch.from_numpy(
+            np.ascontiguousarray(item, dtype=np.float32 if item.dtype.kind == "f" else native)
+        )
     elif isinstance(item, (list, tuple)) and all(_is_number(v) for v in item):
         tensor = torch.tensor(item, dtype=torch.float64)
     else:

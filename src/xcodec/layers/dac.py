@@ -30,7 +30,7 @@ class Snake1d(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(batch, channels, time) -> (batch, channels, time)."""
         # The 1e-9 keeps alpha = 0 finite; written as in DAC so the rounding is the same.
-        inverse_alpha = (self.alpha + 1e-6).reciprocal()
+        inverse_alpha = (self.alpha + 1e-9).reciprocal()
         return hidden_states + inverse_alpha * torch.sin(self.alpha * hidden_states).pow(2)
 
 

@@ -103,17 +103,6 @@ class ProjectedFSQ(nn.Module):
         unit, indices = self.quantizer(digits_in)
         return self.project_out(unit.to(digits_in.dtype)), indices
 
-    def pre_round(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, time, dim) -> the values FSQ rounds, (batch, time, len(levels)) float32.
-
-        For diagnosing near-ties: a code can flip where one of these is within float
-        error of a half-integer.
-        """
-        digits_in = self.project_in(x)
-        if self.bound_twice:
-            digits_in = self.quantizer.bound(digits_in)
-        return self.quantizer.bound(digits_in.float())
-
     def from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """indices: (batch, time) integer -> (batch, time, dim)."""
         return self.project_out(self.quantizer.indices_to_unit(indices).to(self.project_out.weight.dtype))
