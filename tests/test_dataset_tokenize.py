@@ -314,7 +314,7 @@ def test_tiny_xcodec2_tokens_equal_xcodec_encode(tmp_path: Path) -> None:
             "--shard-size",
             "4",
             "--num-workers",
-            "1",
+            "0",
             "--batch-seconds",
             "3",
             "--no-progress",

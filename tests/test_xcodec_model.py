@@ -269,3 +269,36 @@ def test_model_keys_equal_transformers() -> None:
     theirs -= {pos_conv + "parametrizations.weight.original0", pos_conv + "parametrizations.weight.original1"}
     theirs.add(pos_conv + "weight")
     assert set(ours.state_dict()) == theirs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["hubert", "wavlm"])
+def test_full_size_matches_transformers_on_real_recordings(
+    audio_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    """Default (published-size) configs, random perturbed weights, real speech and music."""
+    soundfile = pytest.importorskip("soundfile")
+    torch.manual_seed(11)
+    semantic = transformers.HubertConfig() if kind == "hubert" else transformers.WavLMConfig()
+    reference = transformers.XcodecModel(transformers.XcodecConfig(semantic_model_config=semantic)).eval()
+    with torch.no_grad():
+        for name, buffer in reference.named_buffers():
+            if name.endswith("codebook.embed"):
+                buffer.copy_(0.5 * torch.randn_like(buffer))
+        for parameter in reference.parameters():
+            parameter.add_(0.02 * torch.randn_like(parameter))
+    reference.save_pretrained(tmp_path)
+    ours = load_xcodec(tmp_path)
+    clips = []
+    for name, start in (("speech_en.flac", 0), ("music.wav", 48000)):
+        samples, rate = soundfile.read(audio_dir / name, dtype="float32", start=start, frames=48000)
+        assert rate == 16000
+        clips.append(torch.from_numpy(samples))
+    audio = torch.stack(clips)[:, None, :]
+    with torch.inference_mode():
+        for bandwidth in (0.5, 2.0, 4.0):
+            theirs = reference.encode(audio, bandwidth).audio_codes
+            codes = ours.encode(audio, bandwidth).audio_codes
+            assert_codes_match(reference, audio, codes, theirs)
+        difference = ours.decode(theirs).audio_values - reference.decode(theirs).audio_values
+    assert difference.abs().max().item() <= AUDIO_TOLERANCE

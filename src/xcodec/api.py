@@ -178,7 +178,7 @@ class Codec:
         carries both (``.results`` and ``.errors``).
         """
         single = not isinstance(inputs, (list, tuple))
-        items: Sequence[AudioInput] = [inputs] if single else inputs  # type: ignore[list-item]
+        items: Sequence[AudioInput] = [inputs] if single else inputs  # type: ignore[list-item,assignment]
         prepared: list[PreparedAudio | None] = []
         errors: list[ItemError] = []
         for index, item in enumerate(items):
@@ -230,7 +230,7 @@ class Codec:
         if isinstance(codes, torch.Tensor) and codes.dim() == 3:
             items = list(codes.unbind(0))
         elif single:
-            items = [codes]  # type: ignore[list-item]
+            items = [codes]
         else:
             items = list(codes)  # type: ignore[arg-type]
         checked = [self.check_codes(c, name=f"codes[{i}]") for i, c in enumerate(items)]

@@ -64,7 +64,7 @@ def resolve_checkpoint(
         folder = snapshot_download(
             text,
             revision=revision,
-            cache_dir=cache_dir,
+            cache_dir=None if cache_dir is None else str(cache_dir),
             local_files_only=bool(local_files_only),
             allow_patterns=_HUB_PATTERNS,
             token=token,
