@@ -227,12 +227,11 @@ class Codec:
         ``(batch, num_codebooks, frames)`` tensor (all items full length).
         """
         single = isinstance(codes, torch.Tensor) and codes.dim() <= 2
-        if isinstance(codes, torch.Tensor) and codes.dim() == 3:
-            items = list(codes.unbind(0))
-        elif single:
-            items = [codes]
+        items: list[torch.Tensor]
+        if isinstance(codes, torch.Tensor):
+            items = list(codes.unbind(0)) if codes.dim() == 3 else [codes]
         else:
-            items = list(codes)  # type: ignore[arg-type]
+            items = list(codes)
         checked = [self.check_codes(c, name=f"codes[{i}]") for i, c in enumerate(items)]
         results: list[torch.Tensor | None] = [None] * len(checked)
         frames = [int(c.shape[-1]) for c in checked]
