@@ -1,16 +1,48 @@
-"""xcodec: native PyTorch X-Codec and X-Codec2, audio to discrete tokens and back."""
+"""xcodec: native PyTorch X-Codec and X-Codec2, audio to discrete tokens and back.
 
+Quick start::
+
+    import xcodec
+    codec = xcodec.load("HKUSTAudio/xcodec2-hf")
+    codes = codec.encode(["a.wav"])
+    audio = codec.decode(codes)
+"""
+
+from xcodec.api import BatchError, Codec, ItemError, load
+from xcodec.auto import AutoFeatureExtractor, AutoModel
 from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
+from xcodec.configs.ssl import HubertConfig, WavLMConfig
+from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
+from xcodec.configs.xcodec import XcodecConfig
+from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import AudioError, CheckpointError, XcodecError
+from xcodec.features import Xcodec2FeatureExtractor, XcodecFeatureExtractor
+from xcodec.models.xcodec import XcodecModel
+from xcodec.models.xcodec2 import Xcodec2Model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AudioError",
+    "AutoFeatureExtractor",
+    "AutoModel",
+    "BatchError",
     "CheckpointError",
+    "Codec",
     "CodecModel",
     "DetokenizeResult",
+    "HubertConfig",
+    "ItemError",
     "TokenizeResult",
+    "Wav2Vec2BertConfig",
+    "WavLMConfig",
+    "Xcodec2Config",
+    "Xcodec2FeatureExtractor",
+    "Xcodec2Model",
+    "XcodecConfig",
     "XcodecError",
+    "XcodecFeatureExtractor",
+    "XcodecModel",
     "__version__",
+    "load",
 ]
