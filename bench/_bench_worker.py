@@ -9,8 +9,8 @@ Task kinds:
 
 - ``build``: build the Transformers reference from its default (or tiny) config with a
   fixed seed and ``save_pretrained`` it: the weights every other task loads.
-- ``measure``: load one implementation, warm up, time ``runs`` calls of encode or decode.
-- ``flops``: count the reference's FLOPs for one op and input (FlopCounterMode).
+- ``measure``: load one implementation, warm up, time ``runs`` calls of encode or decode;
+  with ``count_flops``, then count one call's FLOPs (FlopCounterMode).
 - ``matmul``: dense square matmul rate, the machine's practical peak for the dtype.
 - ``profile``: torch.profiler over our encode, top ops by self CPU time.
 - ``long``: our simple API (:class:`xcodec.api.Codec`) on one long clip.
@@ -187,30 +187,32 @@ def _measure(task: dict[str, Any]) -> dict[str, Any]:
             output = call()
             times.append(time.perf_counter() - start)
     assert output is not None
+    # Memory first: the FLOP count below runs the op once more and must not touch it.
+    memory = _memory_report(reset_ok)
     name = "codes.npy" if op == "encode" else "audio.npy"
     np.save(out_dir / name, output.float().numpy() if op == "decode" else output.numpy())
+    flops = _count_flops(call) if task.get("count_flops") else None
     return {
         "times_s": times,
         "median_s": statistics.median(times),
         "load_s": load_s,
         "rss_loaded_mb": rss_loaded_mb,
         "output": name,
-        **_memory_report(reset_ok),
+        "flops": flops,
+        **memory,
     }
 
 
-def _flops(task: dict[str, Any]) -> dict[str, Any]:
+def _count_flops(call: Callable[[], Any]) -> int:
+    """FLOPs of one call as torch.utils.flop_counter counts them (matmul, conv, attention)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = _load_model("reference", task["codec"], task["weights"], torch.float32)
-    inputs = torch.load(task["inputs"], weights_only=True)
-    call = _op_call(model, task["codec"], task["op"], inputs, torch.float32)
     counter = FlopCounterMode(display=False)
     # no_grad, not inference_mode: FlopCounterMode's module tracker cannot see through
     # weight-norm parametrizations under inference_mode (AttributeError on `.weight`).
     with torch.no_grad(), counter:
         call()
-    return {"flops": int(counter.get_total_flops())}
+    return int(counter.get_total_flops())
 
 
 def _matmul(task: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +275,7 @@ def _long(task: dict[str, Any]) -> dict[str, Any]:
     warm = codec.encode(np.zeros(sample_rate, dtype=np.float32), sampling_rate=sample_rate)
     codec.decode(warm)
     gc.collect()
+    rss_loaded_mb = (_status_kib("VmRSS") or 0) / KIB
     reset_ok = _reset_peak_rss()
     start = time.perf_counter()
     if task["op"] == "encode":
@@ -283,13 +286,18 @@ def _long(task: dict[str, Any]) -> dict[str, Any]:
         audio = codec.decode(inputs["audio_codes"])
         produced = int(audio.shape[-1])
     wall = time.perf_counter() - start
-    return {"wall_s": wall, "load_s": load_s, "produced": produced, **_memory_report(reset_ok)}
+    return {
+        "wall_s": wall,
+        "load_s": load_s,
+        "produced": produced,
+        "rss_loaded_mb": rss_loaded_mb,
+        **_memory_report(reset_ok),
+    }
 
 
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "build": _build,
     "measure": _measure,
-    "flops": _flops,
     "matmul": _matmul,
     "profile": _profile,
     "long": _long,

@@ -279,20 +279,6 @@ class Suite:
         torch.save(tensors, path)
         return path
 
-    def flops(self, codec: str, op: str, size_key: str, weights: Path, inputs: Path, shape: tuple[int, ...]) -> int | None:
-        """The reference's FLOPs for this op and input (FlopCounterMode), cached across runs."""
-        cache = self.cache_dir / "flops.json"
-        table: dict[str, int] = json.loads(cache.read_text()) if cache.exists() else {}
-        key = f"{weights.name}|{op}|{'x'.join(map(str, shape))}"
-        if key not in table:
-            task = {"kind": "flops", "codec": codec, "op": op, "weights": str(weights), "inputs": str(inputs)}
-            result = self.runner.run(f"flops-{codec}-{op}-{size_key}", task, allocator="tuned")
-            if not result.get("ok"):
-                return None
-            table[key] = int(result["flops"])
-            cache.write_text(json.dumps(table, indent=1))
-        return table[key]
-
     def measure(self, codec: str, op: str, size_key: str, variant: Variant, weights: Path, inputs: Path) -> None:
         task = {
             "kind": "measure",
@@ -304,9 +290,16 @@ class Suite:
             "inputs": str(inputs),
             "warmup": self.args.warmup,
             "runs": self.args.runs,
+            # The reference's FLOPs are counted once per op and size, in the tuned-allocator
+            # worker after its timed runs (its peak RSS is read before the count).
+            "count_flops": variant == REF_TUNED,
         }
         label = f"{codec}-{op}-{size_key}-{variant.label}"
         self.results[self.key(codec, op, size_key, variant)] = self.runner.run(label, task, variant.allocator)
+
+    def flops(self, codec: str, op: str, size_key: str) -> int | None:
+        result = self.results.get(self.key(codec, op, size_key, REF_TUNED), {})
+        return result.get("flops") if result.get("ok") else None
 
     def output(self, codec: str, op: str, size_key: str, variant: Variant) -> np.ndarray | None:
         result = self.results.get(self.key(codec, op, size_key, variant), {})
@@ -316,7 +309,7 @@ class Suite:
 
     def variants(self) -> list[Variant]:
         chosen = [REF_DEFAULT, REF_TUNED, OURS]
-        if not self.args.quick:
+        if not (self.args.quick or self.args.tiny):
             chosen.append(OURS_TUNED)
         if self.args.dtype != "float32":
             chosen.append(Variant("ours", "default", self.args.dtype))
@@ -331,9 +324,7 @@ class Suite:
             encode_path = self.inputs_file(codec, "encode", size_key, encode_inputs)
             for variant in self.variants():
                 self.measure(codec, "encode", size_key, variant, weights, encode_path)
-            info["flops"][("encode", size_key)] = self.flops(
-                codec, "encode", size_key, weights, encode_path, info["shapes"][size_key]
-            )
+            info["flops"][("encode", size_key)] = self.flops(codec, "encode", size_key)
             # Decode what the reference encoded (random codes if no encode succeeded).
             codes = next(
                 (c for v in (REF_DEFAULT, REF_TUNED, OURS) if (c := self.output(codec, "encode", size_key, v)) is not None),
@@ -344,9 +335,7 @@ class Suite:
             decode_path = self.inputs_file(codec, "decode", size_key, {"audio_codes": torch.from_numpy(codes).long()})
             for variant in self.variants():
                 self.measure(codec, "decode", size_key, variant, weights, decode_path)
-            info["flops"][("decode", size_key)] = self.flops(
-                codec, "decode", size_key, weights, decode_path, tuple(codes.shape)
-            )
+            info["flops"][("decode", size_key)] = self.flops(codec, "decode", size_key)
         return info
 
 
@@ -360,8 +349,9 @@ def _random_codes(codec: str, size: Size, weights: Path) -> np.ndarray:
     return rng.integers(0, int(config.get("codebook_size", 1024)), (size.batch, 8, frames))
 
 
-def matmul_rate(runner: Runner, dtype: str, label: str) -> float | None:
-    result = runner.run(f"matmul-{dtype}-{label}", {"kind": "matmul", "dtype": dtype, "size": 2048, "runs": 10})
+def matmul_rate(runner: Runner, dtype: str, label: str, size: int = 2048) -> float | None:
+    task = {"kind": "matmul", "dtype": dtype, "size": size, "runs": 10}
+    result = runner.run(f"matmul-{dtype}-{label}", task)
     return float(result["gflops"]) if result.get("ok") else None
 
 
@@ -395,12 +385,18 @@ def machine_lines(threads: int) -> list[str]:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "?"
-    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     return [
         f"- Machine: {cpu} ({isa}); {os.cpu_count()} cores; {mem_gb:.0f} GB RAM; Python {platform.python_version()}",
         f"- torch {torch.__version__} ({threads} threads), transformers {tf_version}, repo at {commit}",
-        f"- Load average at start: {' / '.join(load)} (timings are only comparable on a quiet machine)",
+        f"- {_load_average('Load average at start')} (timings are only comparable on a quiet machine)",
     ]
+
+
+def _load_average(what: str) -> str:
+    try:
+        return f"{what}: {' / '.join(Path('/proc/loadavg').read_text().split()[:3])} (1 / 5 / 15 min)"
+    except OSError:
+        return f"{what}: unknown"
 
 
 def _gb(mb: float | None) -> str:
@@ -504,8 +500,8 @@ def codec_tables(suite: Suite, codec: str, sizes: dict[str, Size], info: dict[st
                 audio = f"{np.abs(ours_out - ref_out).max():.2e}" if ok else "-"  # type: ignore[operator]
             lines.append(
                 f"| {op} | {size.name} | {_gb(_peak_mb(ref_d))} | {_gb(_peak_mb(ref_t))} | {_gb(ours_peak)} "
-                f"| {rss_ratio} | {'-' if gflops is None else f'{gflops:.1f}'} "
-                f"| {'-' if rate is None else f'{rate:.1f}'} | {fraction} | {codes} | {audio} |"
+                f"| {rss_ratio} | {'-' if gflops is None else f'{gflops:.3g}'} "
+                f"| {'-' if rate is None else f'{rate:.3g}'} | {fraction} | {codes} | {audio} |"
             )
     lines.append("")
     return lines
@@ -631,10 +627,11 @@ def run_main(args: argparse.Namespace, runner: Runner, cache_dir: Path) -> list[
     table = SIZES_TINY if args.tiny else SIZES_FULL
     sizes = {k: table[k] for k in args.sizes}
     codecs = ["xcodec2", "xcodec"] if args.codec == "all" else [args.codec]
-    matmul_before = matmul_rate(runner, "float32", "before")
-    low_before = matmul_rate(runner, args.dtype, "before") if args.dtype != "float32" else None
+    matmul_size = 512 if args.tiny else 2048
+    matmul_before = matmul_rate(runner, "float32", "before", matmul_size)
+    low_before = matmul_rate(runner, args.dtype, "before", matmul_size) if args.dtype != "float32" else None
     infos = {codec: suite.run_codec(codec, sizes) for codec in codecs}
-    matmul_after = matmul_rate(runner, "float32", "after")
+    matmul_after = matmul_rate(runner, "float32", "after", matmul_size)
     matmuls = [m for m in (matmul_before, matmul_after) if m]
     matmul = statistics.median(matmuls) if matmuls else None
     lines = report_header(args, "Encode / decode: ours against the Transformers reference")
@@ -646,7 +643,7 @@ def run_main(args: argparse.Namespace, runner: Runner, cache_dir: Path) -> list[
         else "- Weights: random tiny configs (seed 0), the same file for both",
         f"- Inputs: {source}; X-Codec2 features from xcodec.features.Xcodec2FeatureExtractor, fed to both",
         f"- Allocators: default = glibc defaults; tuned = {' '.join(f'{k}={v}' for k, v in TUNED_ALLOCATOR.items())}",
-        "- Dense fp32 matmul (2048^3) in this run: "
+        f"- Dense fp32 matmul ({matmul_size}^3) in this run: "
         + " / ".join("-" if m is None else f"{m:.0f}" for m in (matmul_before, matmul_after))
         + " GFLOP/s (before / after); the % column uses their median",
         "- Speed-up = reference median / ours median (> 1: ours is faster). Peak RSS: the worker's "
@@ -669,7 +666,7 @@ def run_main(args: argparse.Namespace, runner: Runner, cache_dir: Path) -> list[
         lines.append("")
     raw = runner.work_dir / "results.json"
     raw.write_text(json.dumps({k: {x: y for x, y in r.items() if x != "traceback"} for k, r in suite.results.items()}, indent=1))
-    lines.append(f"Raw per-worker results: `{raw}`")
+    lines.append(f"Raw per-worker results: `{raw}`. {_load_average('Load average at the end')}")
     return lines
 
 
@@ -724,7 +721,7 @@ def run_long(args: argparse.Namespace, runner: Runner, cache_dir: Path) -> list[
     minutes = [0.05, 0.1] if args.tiny and args.long_minutes is None else (args.long_minutes or [1, 5, 10, 30])
     rows: list[str] = []
     stopped: dict[str, str] = {}
-    history: dict[str, list[tuple[float, float]]] = {"encode": [], "decode": []}
+    history: dict[str, list[tuple[float, float, float]]] = {"encode": [], "decode": []}
     codes_by_length: dict[float, np.ndarray] = {}
     for length in minutes:
         seconds = 60 * length
@@ -753,7 +750,7 @@ def run_long(args: argparse.Namespace, runner: Runner, cache_dir: Path) -> list[
                 rows.append(f"| {length:g} | {op} | - | - | - | {stopped[op]} |")
                 continue
             peak = _peak_mb(result) or 0.0
-            history[op].append((seconds, peak))
+            history[op].append((seconds, peak, float(result.get("rss_loaded_mb") or 0.0)))
             if op == "encode":
                 codes_by_length[length] = np.load(Path(result["out_dir"]) / "codes.npy")
             rows.append(
@@ -774,24 +771,27 @@ def run_long(args: argparse.Namespace, runner: Runner, cache_dir: Path) -> list[
     return lines
 
 
-def _predict_peak(history: list[tuple[float, float]], seconds: float) -> float | None:
-    """Extrapolate peak RSS from the last two lengths with a power law (exponent clamped to 1..2)."""
+def _predict_peak(history: list[tuple[float, float, float]], seconds: float) -> float | None:
+    """Extrapolate peak RSS to ``seconds`` from the last two (seconds, peak, loaded) points.
+
+    The resident weights (``loaded``) stay; the working set on top grows as a power of the
+    length, between linear (windowed, convolutions) and quadratic (full attention).
+    """
     if len(history) < 2:
         return None
-    (s1, p1), (s2, p2) = history[-2], history[-1]
-    if p2 <= p1 or s2 <= s1:
-        return p2
-    # Memory grows between linearly (windowed, conv stacks) and quadratically (full attention).
-    base = min(p1, p2) * 0.5
-    exponent = min(2.0, max(1.0, math.log((p2 - base) / max(p1 - base, 1e-6)) / math.log(s2 / s1)))
-    return base + (p2 - base) * (seconds / s2) ** exponent
+    (s1, p1, _), (s2, p2, loaded) = history[-2], history[-1]
+    extra1, extra2 = max(p1 - loaded, 1.0), max(p2 - loaded, 1.0)
+    exponent = min(2.0, max(1.0, math.log(extra2 / extra1) / math.log(s2 / s1))) if s2 > s1 else 2.0
+    return loaded + extra2 * (seconds / s2) ** exponent
 
 
 # ---------------------------------------------------------------------------- CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5 s only, 3 runs, no ours-tuned row (< 10 min on 2 cores)")
-    parser.add_argument("--tiny", action="store_true", help="tiny random configs and 1-2 s clips: checks the harness, measures nothing")
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny random configs, 1 s clips, as --quick: checks the harness, measures nothing"
+    )
     parser.add_argument("--codec", choices=["xcodec2", "xcodec", "all"], default="all")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per measurement (default 5, quick 3)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -808,9 +808,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args(argv)
     if args.runs is None:
-        args.runs = 3 if args.quick else 5
+        args.runs = 3 if args.quick or args.tiny else 5
     if args.sizes is None:
-        args.sizes = "5s" if args.quick else "5s,20s,4x"
+        args.sizes = "5s" if args.quick or args.tiny else "5s,20s,4x"
     args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in args.sizes if s not in SIZES_FULL]
     if unknown:

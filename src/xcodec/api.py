@@ -1,29 +1,40 @@
 """The simple API: ``xcodec.load(...)`` then ``encode`` paths/arrays to codes and ``decode`` back.
 
 This layer owns what users should not have to think about: reading and resampling
-files, mono mixdown, batching items by length, device placement and per-item error
-reporting. Model math stays in :mod:`xcodec.models`.
+files, mono mixdown, batching items by length, windowing long audio
+(:mod:`xcodec.windowing`), device placement and per-item error reporting. Model math
+stays in :mod:`xcodec.models`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import torch
 
 from xcodec.base import CodecModel
 from xcodec.errors import AudioError, XcodecError
+from xcodec.windowing import Window, WindowConfig, plan_windows, stitch_audio, stitch_codes, window_audio
 
 __all__ = ["AudioInput", "BatchError", "Codec", "ItemError", "PreparedAudio", "load"]
 
 AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
 
 DEFAULT_MODEL = "HKUSTAudio/xcodec2-hf"
+
+# Padded audio per model call on accelerators when the caller sets no budget. On the CPU
+# the default is one window: batching gains little there and memory grows with the batch.
+ACCELERATOR_BATCH_SECONDS = 120.0
+
+# Errors a model call may raise on one bad item; anything else is a bug and propagates.
+_ITEM_FAILURES = (XcodecError, RuntimeError, ValueError)
 
 
 @dataclasses.dataclass
@@ -41,18 +52,22 @@ class PreparedAudio:
 
 @dataclasses.dataclass
 class ItemError:
-    """Why one item of a batch failed."""
+    """Why one item of a batch failed: its position in the input list, its name, the reason."""
 
     index: int
     source: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.source}: {self.message}"
+        return self.message if self.message.startswith(self.source) else f"{self.source}: {self.message}"
 
 
 class BatchError(XcodecError):
-    """Some items of a batch failed; ``results`` holds the others (None where an item failed)."""
+    """Some items of a list failed.
+
+    results: one entry per input, the item's result or None where it failed.
+    errors: one :class:`ItemError` per failed item.
+    """
 
     def __init__(self, errors: list[ItemError], results: list[torch.Tensor | None]):
         self.errors = errors
@@ -68,38 +83,72 @@ def _describe(item: object, index: int) -> str:
     return f"item {index}"
 
 
+def _peak_of_float_input(item: Any) -> float:
+    """Largest magnitude of a float array/tensor (0 for integer PCM, which cannot exceed full scale)."""
+    if isinstance(item, torch.Tensor):
+        if not item.is_floating_point() or item.numel() == 0:
+            return 0.0
+        return float(item.detach().abs().max())
+    array = np.asarray(item)
+    if array.dtype.kind != "f" or array.size == 0:
+        return 0.0
+    return float(np.abs(array).max())
+
+
 class Codec:
     """A loaded codec with a list-in, list-out interface.
 
     ``encode`` takes paths, numpy arrays or tensors (1-D mono, or (channels, samples)) and
     returns one ``(num_codebooks, frames)`` int64 tensor per item; ``decode`` takes those
     and returns one ``(samples,)`` float32 tensor per item at :attr:`sample_rate`.
+
+    model: any :class:`~xcodec.base.CodecModel`.
+    max_batch_seconds: padded audio per model call; None picks one window on the CPU and
+        120 s on accelerators.
+    windows: geometry of long-audio windows (:class:`~xcodec.windowing.WindowConfig`).
     """
 
-    def __init__(self, model: CodecModel, model_id: str = "", *, max_batch_seconds: float = 120.0):
+    def __init__(
+        self,
+        model: CodecModel,
+        model_id: str = "",
+        *,
+        max_batch_seconds: float | None = None,
+        windows: WindowConfig | None = None,
+    ):
         self.model = model.eval()
         self.model_id = model_id
+        self.windows = windows if windows is not None else WindowConfig()
+        self.window_frames, self.context_frames, self.crossfade_frames = self.windows.frames(self.frame_rate)
+        if max_batch_seconds is None:
+            on_cpu = self.device.type == "cpu"
+            max_batch_seconds = self.window_frames / self.frame_rate if on_cpu else ACCELERATOR_BATCH_SECONDS
         self.max_batch_seconds = max_batch_seconds
 
     # ---- description -------------------------------------------------------------------
     @property
     def sample_rate(self) -> int:
+        """Sampling rate in Hz of the audio the codec takes (after resampling) and returns."""
         return self.model.sample_rate
 
     @property
     def frame_rate(self) -> float:
+        """Code frames per second."""
         return self.model.frame_rate
 
     @property
     def hop_length(self) -> int:
+        """Audio samples per code frame."""
         return self.model.hop_length
 
     @property
     def num_codebooks(self) -> int:
+        """The most codebooks (rows of the codes) a frame carries."""
         return self.model.num_codebooks
 
     @property
     def codebook_size(self) -> int:
+        """Codes lie in ``[0, codebook_size)``."""
         return self.model.codebook_size
 
     @property
@@ -108,12 +157,15 @@ class Codec:
 
     # ---- input ---------------------------------------------------------------------------
     def prepare(self, item: AudioInput, sampling_rate: int | None = None, *, index: int = 0) -> PreparedAudio:
-        """Read/resample/mix down one input; raise :class:`AudioError` naming it on bad input."""
+        """Read, mix down and resample one input; raise :class:`AudioError` naming it on bad input.
+
+        Float inputs beyond +-1 are kept as they are, with a warning naming the item.
+        """
         from xcodec.audio import as_waveform, load_audio
 
         source = _describe(item, index)
         if isinstance(item, (str, os.PathLike)):
-            loaded = load_audio(Path(item), self.sample_rate)
+            loaded = load_audio(Path(item), self.sample_rate)  # warns itself on samples beyond +-1
             return PreparedAudio(loaded.waveform, source, loaded.original_sample_rate, loaded.mixed_down)
         if sampling_rate is None:
             raise AudioError(f"{source}: pass sampling_rate= with arrays and tensors")
@@ -121,10 +173,20 @@ class Codec:
             loaded = as_waveform(item, sampling_rate, self.sample_rate)
         except AudioError as exc:
             raise AudioError(f"{source}: {exc}") from exc
+        peak = _peak_of_float_input(item)
+        if peak > 1.0:
+            warnings.warn(
+                f"{source}: samples reach {peak:.3f}, beyond the [-1, 1] range; encoded as they are",
+                stacklevel=3,
+            )
         return PreparedAudio(loaded.waveform, source, sampling_rate, loaded.mixed_down)
 
     def _batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
-        """Group item indices into batches of similar length, at most ``max_batch_seconds`` of padded audio."""
+        """Group indices into batches of similar length, at most ``max_batch_seconds`` of padded audio.
+
+        Items of different lengths share a batch only with a model that declares
+        ``batch_invariant`` (padding that cannot change any item's result).
+        """
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         budget = max(1, int(self.max_batch_seconds * self.sample_rate))
         batch_invariant = bool(getattr(self.model, "batch_invariant", False))
@@ -140,29 +202,83 @@ class Codec:
         if group:
             yield group
 
-    # ---- encode / decode -----------------------------------------------------------------
-    @torch.inference_mode()
-    def encode_prepared(
-        self, items: Sequence[PreparedAudio], *, bandwidth: float | None = None
-    ) -> list[torch.Tensor]:
-        """Encode already prepared items; returns one (num_codebooks, frames) int64 CPU tensor each."""
-        results: list[torch.Tensor | None] = [None] * len(items)
-        lengths = [int(p.waveform.shape[-1]) for p in items]
+    # ---- model calls on lists of segments ----------------------------------------------
+    def _tokenize_many(self, waveforms: list[torch.Tensor], bandwidth: float | None) -> list[torch.Tensor]:
+        """Codes (num_codebooks, frames) of each waveform (samples,), batched by length."""
+        results: list[torch.Tensor | None] = [None] * len(waveforms)
+        lengths = [int(w.shape[-1]) for w in waveforms]
         for group in self._batches(lengths):
             longest = max(lengths[i] for i in group)
-            waveforms = torch.zeros(len(group), longest, dtype=torch.float32)
+            batch = torch.zeros(len(group), longest, dtype=torch.float32)
             for row, i in enumerate(group):
-                waveforms[row, : lengths[i]] = items[i].waveform
+                batch[row, : lengths[i]] = waveforms[i]
             batch_lengths = torch.tensor([lengths[i] for i in group], dtype=torch.long)
             out = self.model.tokenize(
-                waveforms.to(self.device, self.model.dtype),
-                batch_lengths.to(self.device),
-                bandwidth=bandwidth,
+                batch.to(self.device, self.model.dtype), batch_lengths.to(self.device), bandwidth=bandwidth
             )
             codes = out.audio_codes.cpu()
             for row, i in enumerate(group):
                 results[i] = codes[row, :, : int(out.code_lengths[row])].clone()
         return [r for r in results if r is not None]
+
+    def _detokenize_many(self, codes: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Audio (samples,) float32 of each code matrix (num_codebooks, frames), batched by length."""
+        results: list[torch.Tensor | None] = [None] * len(codes)
+        frames = [int(c.shape[-1]) for c in codes]
+        for group in self._batches([f * self.hop_length for f in frames]):
+            for k in sorted({int(codes[i].shape[0]) for i in group}):
+                sub = [i for i in group if codes[i].shape[0] == k]
+                longest = max(frames[i] for i in sub)
+                batch = torch.zeros(len(sub), k, longest, dtype=torch.long)
+                for row, i in enumerate(sub):
+                    batch[row, :, : frames[i]] = codes[i]
+                code_lengths = torch.tensor([frames[i] for i in sub], dtype=torch.long)
+                out = self.model.detokenize(batch.to(self.device), code_lengths.to(self.device))
+                audio = out.audio.float().cpu()
+                for row, i in enumerate(sub):
+                    results[i] = audio[row, : int(out.lengths[row])].clone()
+        return [r for r in results if r is not None]
+
+    def _windowed(
+        self,
+        items: Sequence[torch.Tensor],
+        num_frames: Callable[[torch.Tensor], int],
+        cut: Callable[[torch.Tensor, Window], torch.Tensor],
+        run_many: Callable[[list[torch.Tensor]], list[torch.Tensor]],
+        stitch: Callable[[list[Window], list[torch.Tensor]], torch.Tensor],
+    ) -> list[torch.Tensor]:
+        """Plan windows for every item, run all windows of all items together, stitch each item.
+
+        An item that fits in one window goes to the model whole (``cut`` is not called).
+        """
+        plans = [plan_windows(num_frames(item), self.window_frames, self.context_frames) for item in items]
+        segments: list[torch.Tensor] = []
+        for item, plan in zip(items, plans, strict=True):
+            segments.extend([item] if len(plan) == 1 else [cut(item, window) for window in plan])
+        outputs = iter(run_many(segments))
+        results = []
+        for plan in plans:
+            pieces = [next(outputs) for _ in plan]
+            results.append(pieces[0] if len(plan) == 1 else stitch(plan, pieces))
+        return results
+
+    # ---- encode / decode -----------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_prepared(
+        self, items: Sequence[PreparedAudio], *, bandwidth: float | None = None
+    ) -> list[torch.Tensor]:
+        """Encode already prepared items; one (num_codebooks, frames) int64 CPU tensor each.
+
+        Raises the model's error if any item fails (:meth:`encode` isolates the item).
+        """
+        hop = self.hop_length
+        return self._windowed(
+            [p.waveform for p in items],
+            num_frames=lambda waveform: math.ceil(waveform.shape[-1] / hop),
+            cut=lambda waveform, window: window_audio(waveform, window, hop),
+            run_many=lambda segments: self._tokenize_many(segments, bandwidth),
+            stitch=stitch_codes,
+        )
 
     def encode(
         self,
@@ -171,11 +287,32 @@ class Codec:
         *,
         bandwidth: float | None = None,
     ) -> list[torch.Tensor] | torch.Tensor:
-        """Encode one input or a list of them.
+        """Encode one input or a list of them to codes.
 
-        A single input returns one ``(num_codebooks, frames)`` tensor; a list returns a
-        list. If some items fail, the others are still encoded and a :class:`BatchError`
-        carries both (``.results`` and ``.errors``).
+        inputs: a path (any format libsndfile reads), or a numpy array / torch tensor of
+            shape (samples,) or (channels, samples), float or integer PCM; or a list of those.
+        sampling_rate: the rate of array and tensor inputs (required for them; files
+            carry their own).
+        bandwidth: kbps, for codecs with a choice of codebook count (X-Codec); None = all.
+
+        Returns one ``(num_codebooks, frames)`` int64 CPU tensor for a single input, a
+        list of them for a list. Every item gets exactly the codes the model gives it
+        alone, whatever it is batched with. Items longer than one window
+        (``Codec.windows``, 30 s by default) are encoded in overlapping windows.
+
+        What happens to unusual input:
+
+        - empty (0 samples) or a 0-byte file, unreadable or truncated files, NaN or Inf
+          samples: :class:`~xcodec.errors.AudioError` naming the item;
+        - shorter than one hop, or pure silence: encoded like any audio (X-Codec2 gives
+          at least one frame);
+        - float samples beyond +-1: a ``UserWarning`` naming the item; encoded unchanged;
+        - integer PCM arrays: scaled by full scale (int16 / 32768, ...); float64: cast to
+          float32; any sampling rate: resampled (soxr HQ); several channels: averaged;
+        - a list where some items fail: the others are still encoded, then
+          :class:`BatchError` is raised with ``.results`` (None at failed items) and
+          ``.errors`` (one :class:`ItemError` per failed item). A single bad input raises
+          its own error.
         """
         single = not isinstance(inputs, (list, tuple))
         items: Sequence[AudioInput] = [inputs] if single else inputs  # type: ignore[list-item,assignment]
@@ -185,19 +322,44 @@ class Codec:
             try:
                 prepared.append(self.prepare(item, sampling_rate, index=index))
             except AudioError as exc:
+                if single:
+                    raise
                 prepared.append(None)
                 errors.append(ItemError(index, _describe(item, index), str(exc)))
-        good = [p for p in prepared if p is not None]
-        encoded = iter(self.encode_prepared(good, bandwidth=bandwidth))
-        results = [next(encoded) if p is not None else None for p in prepared]
-        if errors:
+        good = [(index, p) for index, p in enumerate(prepared) if p is not None]
+        results: list[torch.Tensor | None] = [None] * len(items)
+        try:
+            encoded = self.encode_prepared([p for _, p in good], bandwidth=bandwidth)
+            for (index, _), codes in zip(good, encoded, strict=True):
+                results[index] = codes
+        except _ITEM_FAILURES:
             if single:
-                raise AudioError(str(errors[0]))
-            raise BatchError(errors, results)
+                raise
+            # Find the item at fault by encoding each alone; the others still get their codes.
+            for index, one in good:
+                outcome = self._encode_alone(one, bandwidth)
+                if isinstance(outcome, str):
+                    errors.append(ItemError(index, one.source, f"encoding failed: {outcome}"))
+                else:
+                    results[index] = outcome
+        if errors:
+            raise BatchError(sorted(errors, key=lambda e: e.index), results)
         return results[0] if single else results  # type: ignore[return-value]
 
-    def check_codes(self, codes: torch.Tensor, *, name: str = "codes") -> torch.Tensor:
-        """Validate one item's codes, (num_codebooks, frames) or (frames,), and return them as int64."""
+    def _encode_alone(self, item: PreparedAudio, bandwidth: float | None) -> torch.Tensor | str:
+        """The item's codes, or why the model failed on it."""
+        try:
+            return self.encode_prepared([item], bandwidth=bandwidth)[0]
+        except _ITEM_FAILURES as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    def check_codes(self, codes: Any, *, name: str = "codes") -> torch.Tensor:
+        """Validate one item's codes and return them as an int64 tensor (num_codebooks, frames).
+
+        codes: (num_codebooks, frames), or (frames,) for one codebook; integer tensor or
+            array with values in ``[0, codebook_size)``, 1 to ``num_codebooks`` rows and at
+            least one frame. Anything else raises :class:`XcodecError` naming ``name``.
+        """
         codes = torch.as_tensor(codes)
         if codes.dim() == 1:
             codes = codes.unsqueeze(0)
@@ -208,7 +370,8 @@ class Codec:
         num_codebooks, frames = codes.shape
         if not 1 <= num_codebooks <= self.num_codebooks:
             raise XcodecError(
-                f"{name}: {num_codebooks} codebooks, this codec takes 1 to {self.num_codebooks}"
+                f"{name}: {num_codebooks} codebooks (shape {tuple(codes.shape)}), "
+                f"this codec takes 1 to {self.num_codebooks}"
             )
         if frames == 0:
             raise XcodecError(f"{name}: no frames to decode")
@@ -217,39 +380,56 @@ class Codec:
             raise XcodecError(
                 f"{name}: code values must lie in [0, {self.codebook_size}), found {low}..{high}"
             )
-        return codes.long()
+        return codes.long().cpu()
 
     @torch.inference_mode()
-    def decode(self, codes: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor] | torch.Tensor:
-        """Decode codes to audio: one ``(samples,)`` float32 CPU tensor per item.
+    def decode_checked(self, codes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Decode codes already passed through :meth:`check_codes`; one (samples,) float32 CPU tensor each."""
+        hop = self.hop_length
+        return self._windowed(
+            list(codes),
+            num_frames=lambda item: int(item.shape[-1]),
+            cut=lambda item, window: item[:, window.start : window.stop],
+            run_many=self._detokenize_many,
+            stitch=lambda plan, pieces: stitch_audio(plan, pieces, hop, self.crossfade_frames),
+        )
 
-        ``codes`` is one ``(num_codebooks, frames)`` tensor, a list of them, or a padded
-        ``(batch, num_codebooks, frames)`` tensor (all items full length).
+    def decode(self, codes: Any) -> list[torch.Tensor] | torch.Tensor:
+        """Decode codes to audio: one ``(samples,)`` float32 CPU tensor per item at :attr:`sample_rate`.
+
+        codes: one ``(num_codebooks, frames)`` tensor or array (returns one tensor), a list
+            of them (returns a list), or a ``(batch, num_codebooks, frames)`` tensor whose
+            items are all full length (returns a list). Each item decodes to
+            ``frames * hop_length`` samples; items longer than one window are decoded in
+            overlapping windows joined by a cross-fade.
+
+        Codes of the wrong shape, dtype or range raise :class:`XcodecError` naming the
+        item (``codes[i]``); in a list the other items are still decoded and
+        :class:`BatchError` carries both (``.results``, ``.errors``).
         """
-        single = isinstance(codes, torch.Tensor) and codes.dim() <= 2
-        items: list[torch.Tensor]
-        if isinstance(codes, torch.Tensor):
-            items = list(codes.unbind(0)) if codes.dim() == 3 else [codes]
+        single = isinstance(codes, (torch.Tensor, np.ndarray)) and codes.ndim <= 2
+        items: list[Any]
+        if isinstance(codes, (torch.Tensor, np.ndarray)):
+            items = list(codes) if codes.ndim == 3 else [codes]
         else:
             items = list(codes)
-        checked = [self.check_codes(c, name=f"codes[{i}]") for i, c in enumerate(items)]
-        results: list[torch.Tensor | None] = [None] * len(checked)
-        frames = [int(c.shape[-1]) for c in checked]
-        for group in self._batches([f * self.hop_length for f in frames]):
-            num_codebooks = {int(checked[i].shape[0]) for i in group}
-            for k in sorted(num_codebooks):
-                sub = [i for i in group if checked[i].shape[0] == k]
-                longest = max(frames[i] for i in sub)
-                batch = torch.zeros(len(sub), k, longest, dtype=torch.long)
-                for row, i in enumerate(sub):
-                    batch[row, :, : frames[i]] = checked[i]
-                code_lengths = torch.tensor([frames[i] for i in sub], dtype=torch.long)
-                out = self.model.detokenize(batch.to(self.device), code_lengths.to(self.device))
-                audio = out.audio.float().cpu()
-                for row, i in enumerate(sub):
-                    results[i] = audio[row, : int(out.lengths[row])].clone()
-        decoded = [r for r in results if r is not None]
-        return decoded[0] if single else decoded
+        checked: list[torch.Tensor | None] = []
+        errors: list[ItemError] = []
+        for index, item in enumerate(items):
+            try:
+                checked.append(self.check_codes(item, name=f"codes[{index}]"))
+            except XcodecError as exc:
+                if single:
+                    raise
+                checked.append(None)
+                errors.append(ItemError(index, f"codes[{index}]", str(exc)))
+        good = [(index, c) for index, c in enumerate(checked) if c is not None]
+        results: list[torch.Tensor | None] = [None] * len(items)
+        for (index, _), audio in zip(good, self.decode_checked([c for _, c in good]), strict=True):
+            results[index] = audio
+        if errors:
+            raise BatchError(errors, results)
+        return results[0] if single else results  # type: ignore[return-value]
 
 
 def load(
@@ -257,12 +437,17 @@ def load(
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
-    max_batch_seconds: float = 120.0,
+    max_batch_seconds: float | None = None,
+    windows: WindowConfig | None = None,
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
 ) -> Codec:
-    """Load an X-Codec or X-Codec2 checkpoint (hub id or local folder) behind the simple API."""
+    """Load an X-Codec or X-Codec2 checkpoint (hub id or local folder) behind the simple API.
+
+    device: where the model runs ("cpu", "cuda", ...); inputs are moved there and
+        results come back on the CPU. max_batch_seconds, windows: see :class:`Codec`.
+    """
     from xcodec.auto import AutoModel
 
     model = AutoModel.from_pretrained(
@@ -273,4 +458,4 @@ def load(
         cache_dir=cache_dir,
         local_files_only=local_files_only,
     )
-    return Codec(model, str(id_or_path), max_batch_seconds=max_batch_seconds)
+    return Codec(model, str(id_or_path), max_batch_seconds=max_batch_seconds, windows=windows)

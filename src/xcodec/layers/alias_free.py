@@ -3,8 +3,15 @@
 A periodic activation applied at the audio rate folds its harmonics back into the
 band; running it at twice the rate between two Kaiser-windowed sinc low-pass filters
 keeps the output band-limited. Both resamplers preserve the length: ``(B, C, T)`` in,
-``(B, C, T)`` out. The filters are fixed (non-persistent buffers), so none of this adds
-state-dict keys besides SnakeBeta's ``alpha`` and ``beta``.
+``(B, C, T)`` out.
+
+Both filters replicate-pad their input, so an item alone sees copies of its last sample
+past its end. In a padded batch, ``lengths`` (batch,) makes them fill each item's padding
+with that sample first (:func:`xcodec.layers.masking.replicate_last_valid`), so valid
+outputs equal the item's alone-run exactly; ``lengths=None`` is the plain computation.
+
+The filters are fixed (non-persistent buffers), so none of this adds state-dict keys
+besides SnakeBeta's ``alpha`` and ``beta``.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from xcodec.layers.masking import replicate_last_valid
 
 __all__ = ["AntiAliasedActivation1d", "DownSample1d", "SnakeBeta", "UpSample1d", "kaiser_sinc_filter1d"]
 
@@ -82,9 +91,10 @@ class UpSample1d(nn.Module):
             "filter", kaiser_sinc_filter1d(0.5 / ratio, 0.6 / ratio, self.kernel_size), persistent=False
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (batch, channels, T); lengths: (batch,) valid steps or None. Valid outputs: ratio * lengths."""
         _, C, _ = x.shape
-        x = F.pad(x, (self.pad, self.pad), mode="replicate")
+        x = F.pad(replicate_last_valid(x, lengths), (self.pad, self.pad), mode="replicate")
         weight = self.filter.to(x.dtype).expand(C, -1, -1)
         # Scaling by `ratio` restores the energy the inserted zeros remove.
         x = self.ratio * F.conv_transpose1d(x, weight, stride=self.ratio, groups=C)
@@ -105,9 +115,10 @@ class DownSample1d(nn.Module):
             "filter", kaiser_sinc_filter1d(0.5 / ratio, 0.6 / ratio, kernel_size), persistent=False
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (batch, channels, T); lengths: (batch,) valid steps or None. Valid outputs: ceil(lengths / ratio)."""
         _, C, _ = x.shape
-        x = F.pad(x, (self.pad_left, self.pad_right), mode="replicate")
+        x = F.pad(replicate_last_valid(x, lengths), (self.pad_left, self.pad_right), mode="replicate")
         weight = self.filter.to(x.dtype).expand(C, -1, -1)
         return F.conv1d(x, weight, stride=self.ratio, groups=C)
 
@@ -131,5 +142,7 @@ class AntiAliasedActivation1d(nn.Module):
         self.upsample = UpSample1d(up_ratio, up_kernel_size)
         self.downsample = DownSample1d(down_ratio, down_kernel_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.downsample(self.act(self.upsample(x)))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (batch, channels, time); lengths: (batch,) valid steps or None (all valid)."""
+        upsampled_lengths = None if lengths is None else lengths * self.upsample.ratio
+        return self.downsample(self.act(self.upsample(x, lengths)), upsampled_lengths)

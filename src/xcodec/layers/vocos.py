@@ -3,6 +3,13 @@
 Everything here works on ``(batch, time, hidden)`` sequences (the ResNet blocks transpose
 to channels-first internally), as in X-Codec2's decoder. Attribute names match the
 Transformers layout so state-dict keys carry over one to one.
+
+Batch invariance: the ResNet blocks and the ISTFT head take optional per-item ``lengths``
+(batch,) of valid frames, the transformer layer an ``attention_mask`` built from them
+(:func:`xcodec.layers.masking.attention_key_mask`). With them, padded frames are zeroed
+before each conv, left out of GroupNorm statistics, masked as attention keys and left out
+of the overlap-add and its window envelope, so every item's valid output equals its
+alone-run. ``None`` everywhere is the plain (reference) computation.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from xcodec.layers.masking import masked_group_norm, zero_padding
 
 __all__ = [
     "MLP",
@@ -52,12 +61,13 @@ class ResNetBlock(nn.Module):
         self.conv2 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (batch, time, C); lengths: (batch,) valid frames or None (all valid)."""
         x = x.transpose(1, 2)
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = F.silu(self.norm2(h))
+        h = self.conv1(zero_padding(F.silu(masked_group_norm(x, self.norm1, lengths)), lengths))
+        h = F.silu(masked_group_norm(h, self.norm2, lengths))
         h = F.dropout(h, p=self.dropout, training=self.training)
-        return (self.conv2(h) + x).transpose(1, 2)
+        return (self.conv2(zero_padding(h, lengths)) + x).transpose(1, 2)
 
 
 class RMSNorm(nn.Module):
@@ -102,7 +112,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head (or grouped-query) attention, no mask: (batch, time, hidden) -> same."""
+    """Bidirectional multi-head (or grouped-query) attention: (batch, time, hidden) -> same."""
 
     def __init__(
         self,
@@ -126,9 +136,14 @@ class SelfAttention(nn.Module):
         self.o_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=bias)
 
     def forward(
-        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: (batch, time, hidden); rotary: cos/sin broadcastable to (batch, heads, time, head_dim)."""
+        """x: (batch, time, hidden); rotary: cos/sin broadcastable to (batch, heads, time, head_dim);
+        attention_mask: bool broadcastable to (batch, heads, time, time), True where a query may
+        attend a key (e.g. :func:`xcodec.layers.masking.attention_key_mask`), or None."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -141,7 +156,12 @@ class SelfAttention(nn.Module):
             k = k.repeat_interleave(repeats, dim=1)
             v = v.repeat_interleave(repeats, dim=1)
         out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, scale=self.head_dim**-0.5
+            q,
+            k,
+            v,
+            attn_mask=attention_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=self.head_dim**-0.5,
         )
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
 
@@ -184,9 +204,12 @@ class TransformerLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(hidden_size, eps=eps)
 
     def forward(
-        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), rotary)
+        x = x + self.self_attn(self.input_layernorm(x), rotary, attention_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -197,6 +220,10 @@ class ISTFTHead(nn.Module):
     "same" mode, so the overlap-add is written out: inverse real FFT per frame, Hann
     window, overlap-add with ``fold``, crop ``(n_fft - hop) / 2`` each side, divide by
     the summed squared window.
+
+    With ``lengths``, an item's frames past its length are dropped from both the overlap-add
+    and the window envelope, so its first ``lengths * hop_length`` samples equal its
+    alone-run (whose envelope tapers at its own end, not at the batch's).
     """
 
     def __init__(self, hidden_size: int, n_fft: int, hop_length: int) -> None:
@@ -217,15 +244,21 @@ class ISTFTHead(nn.Module):
         )
         return summed[:, 0, 0, self.padding : output_size - self.padding]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (batch, frames, hidden); lengths: (batch,) valid frames or None -> (batch, 1, frames * hop)."""
         log_magnitude, phase = self.linear(x).chunk(2, dim=-1)
         # Complex math needs float32 (no ComplexHalf FFT); the clamp (at 100) is the original's.
         magnitude = log_magnitude.float().exp().clamp(max=1e2)
         spectrum = torch.polar(magnitude, phase.float())
         frames = torch.fft.irfft(spectrum, self.n_fft, dim=-1, norm="backward").transpose(1, 2)
         window = self.window.float()
-        audio = self._overlap_add(frames * window[None, :, None])
         num_frames = spectrum.shape[1]
-        envelope = self._overlap_add(window.square()[None, :, None].expand(1, -1, num_frames))
+        audio = self._overlap_add(zero_padding(frames * window[None, :, None], lengths))
+        if lengths is None:
+            envelope = self._overlap_add(window.square()[None, :, None].expand(1, -1, num_frames))
+        else:
+            # Each item's own envelope: only its valid frames overlap-add their windows.
+            squared = window.square()[None, :, None].expand(x.shape[0], -1, num_frames)
+            envelope = self._overlap_add(zero_padding(squared, lengths))
         # The floor only matters at the very edges, where few frames overlap.
         return (audio / envelope.clamp(min=1e-11)).unsqueeze(1)

@@ -238,11 +238,12 @@ class XcodecModel(CodecModel):
         if waveforms.dim() != 2:
             raise AudioError(f"waveforms must be (batch, samples), got {tuple(waveforms.shape)}")
         batch, num_samples = waveforms.shape
+        if batch == 0:
+            raise AudioError("tokenize got an empty batch")
         lengths = _full_lengths(lengths, batch, num_samples, "lengths")
         num_quantizers = self.config.num_quantizers_for_bandwidth(bandwidth)
-        groups = list(_groups_by_length(lengths))
         encoded: dict[int, torch.Tensor] = {}
-        for length, items in groups:
+        for length, items in _groups_by_length(lengths):
             codes = self.encode(
                 waveforms[items, None, :length].to(self.device, self.dtype), bandwidth
             ).audio_codes
@@ -270,6 +271,8 @@ class XcodecModel(CodecModel):
                 f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}"
             )
         batch, _, frames = audio_codes.shape
+        if batch == 0:
+            raise ValueError("detokenize got an empty batch")
         code_lengths = _full_lengths(code_lengths, batch, frames, "code_lengths")
         audio = torch.zeros(
             batch, int(code_lengths.max()) * self.hop_length, dtype=self.dtype, device=self.device

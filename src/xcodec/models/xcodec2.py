@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -25,6 +26,13 @@ from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.layers.bigcodec import AcousticEncoder
 from xcodec.layers.fsq import ProjectedFSQ
+from xcodec.layers.masking import (
+    attention_key_mask,
+    lengths_if_padded,
+    lengths_to_mask,
+    mask_to_lengths,
+    zero_padding,
+)
 from xcodec.layers.vocos import ISTFTHead, ResNetBlock, RotaryEmbedding, TransformerLayer
 from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
 
@@ -45,11 +53,14 @@ class Xcodec2EncoderOutput:
         ``padding_mask``; (batch, frames) for a (batch, samples) padding mask, (batch, 1,
         frames) for a (batch, 1, samples) one; None without a padding mask.
     latents: (batch, quantization_dim, frames) quantised latents if asked for, else None.
+    code_lengths: (batch,) int64 frames each item gets when encoded alone,
+        ``ceil(padding_mask count / hop_length)``; None without a padding mask.
     """
 
     audio_codes: torch.Tensor
     audio_codes_mask: torch.Tensor | None = None
     latents: torch.Tensor | None = None
+    code_lengths: torch.Tensor | None = None
 
 
 @dataclasses.dataclass
@@ -64,13 +75,14 @@ class Xcodec2Output:
     """Result of :meth:`Xcodec2Model.forward` (encode then decode).
 
     audio_values: (batch, 1, samples), cut to the input length. audio_codes, latents,
-    audio_codes_mask: as in :class:`Xcodec2EncoderOutput` (latents only if asked for).
+    audio_codes_mask, code_lengths: as in :class:`Xcodec2EncoderOutput` (latents only if asked for).
     """
 
     audio_values: torch.Tensor
     audio_codes: torch.Tensor
     latents: torch.Tensor | None = None
     audio_codes_mask: torch.Tensor | None = None
+    code_lengths: torch.Tensor | None = None
 
 
 class Xcodec2SemanticAdapter(nn.Module):
@@ -83,10 +95,11 @@ class Xcodec2SemanticAdapter(nn.Module):
         self.conv3 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
         self.conv4 = nn.Conv1d(channels, channels, kernel_size=3, padding=1, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))
-        x = x + self.conv3(torch.relu(self.conv2(x)))
-        return self.conv4(x)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """lengths: (batch,) valid frames or None; padding is zeroed before each 3-tap conv."""
+        x = torch.relu(self.conv1(zero_padding(x, lengths)))
+        x = x + self.conv3(zero_padding(torch.relu(self.conv2(zero_padding(x, lengths))), lengths))
+        return self.conv4(zero_padding(x, lengths))
 
 
 class Xcodec2Decoder(nn.Module):
@@ -133,21 +146,26 @@ class Xcodec2Decoder(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=1e-6)
         self.head = ISTFTHead(hidden, config.n_fft, config.hop_length)
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+    def forward(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """latents: (batch, frames, quantization_dim); lengths: (batch,) valid frames or None.
+
+        With ``lengths`` each item's first ``lengths * hop_length`` samples equal its alone-run.
+        """
         x = self.fc(latents)
-        x = self.embed(x.transpose(1, 2)).transpose(1, 2)
+        x = self.embed(zero_padding(x, lengths, dim=1).transpose(1, 2)).transpose(1, 2)
         for block in self.prior_net:
-            x = block(x)
+            x = block(x, lengths)
         # Quirk "rotary over heads" (see the class docstring): positions are head indices,
         # cos/sin (heads, head_dim) broadcast as (1, heads, 1, head_dim).
         head_index = torch.arange(self.num_attention_heads, device=x.device)
         cos, sin = self.rotary_emb(head_index, x.dtype)
         rotary = (cos[None, :, None, :], sin[None, :, None, :])
+        attention_mask = None if lengths is None else attention_key_mask(lengths, x.shape[1])
         for layer in self.layers:
-            x = layer(x, rotary)
+            x = layer(x, rotary, attention_mask)
         for block in self.post_net:
-            x = block(x)
-        return self.head(self.norm(x))
+            x = block(x, lengths)
+        return self.head(self.norm(x), lengths)
 
 
 class Xcodec2Model(CodecModel):
@@ -158,7 +176,21 @@ class Xcodec2Model(CodecModel):
     which always pads 1..hop_length zeros at the end of every item (upstream quirk "always
     pad", so an item of exactly k hops still gets k + 1 frames) and stacks pairs of
     80-bin fbank frames into 160-dim semantic features, one per code frame.
+
+    Batch invariance: called as Transformers does (``encode``/``decode`` without per-item
+    lengths, ``batch_invariant=False``) the model reproduces the reference, padding effects
+    included. ``encode(..., padding_mask=..., batch_invariant=True)``, ``decode(...,
+    code_lengths=...)`` or ``decode(..., audio_codes_mask=...)``, and ``tokenize``/
+    ``detokenize`` instead hide each item's padding from every layer (zeroed before
+    zero-padded convs, last valid sample before the replicate-padded anti-aliasing filters,
+    GroupNorm statistics and attention keys over valid frames, the ISTFT overlap-add and
+    envelope over valid frames), so an item's codes and audio equal its alone-run. A batch
+    whose items all fill it skips the masking.
     """
+
+    # Tells xcodec.api it may batch items of different lengths (tokenize/detokenize are
+    # batch-invariant). Pinned by tests/test_batch_invariance_xcodec2.py.
+    batch_invariant: ClassVar[bool] = True
 
     def __init__(self, config: Xcodec2Config) -> None:
         super().__init__()
@@ -191,18 +223,35 @@ class Xcodec2Model(CodecModel):
         return self.config.codebook_size
 
     # ------------------------------------------------------------------ Transformers API
+    def _solo_frames(self, padding_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """(batch,) frames each item gets when encoded alone: ceil(padding_mask count / hop).
+
+        An item alone is fed its first ``ceil(count / hop) * hop`` samples (the extractor pads
+        to that: ``padded_length(n)`` with count = n + 1, the "always pad" sample included).
+        """
+        counts = mask_to_lengths(padding_mask).to(padding_mask.device)
+        return torch.div(counts + self.hop_length - 1, self.hop_length, rounding_mode="floor").clamp(
+            max=num_frames
+        )
+
     def _pre_quantization(
         self,
         input_values: torch.Tensor,
         input_features: torch.Tensor,
         input_features_mask: torch.Tensor | None,
+        frame_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Fused semantic + acoustic embedding, (batch, frames, quantization_dim)."""
-        # The semantic encoder is frozen in X-Codec2; no gradients flow into it.
+        """Fused semantic + acoustic embedding, (batch, frames, quantization_dim).
+
+        frame_lengths: (batch,) valid frames per item (batch-invariant path), or None.
+        """
+        # The semantic encoder is frozen in X-Codec2; no gradients flow into it. With its
+        # key mask and causal convolution it already ignores padded frames.
         with torch.no_grad():
             semantic = self.semantic_encoder(input_features, input_features_mask)
-        semantic = self.semantic_adapter(semantic.transpose(1, 2))
-        acoustic = self.acoustic_encoder(input_values)
+        semantic = self.semantic_adapter(semantic.transpose(1, 2), frame_lengths)
+        sample_lengths = None if frame_lengths is None else frame_lengths * self.hop_length
+        acoustic = self.acoustic_encoder(input_values, sample_lengths)
         # Both streams run at one frame per hop; the feature extractor guarantees equal counts.
         fused = torch.cat([semantic, acoustic], dim=1)
         return self.fc_encoder(fused.transpose(1, 2))
@@ -214,21 +263,38 @@ class Xcodec2Model(CodecModel):
         padding_mask: torch.Tensor | None = None,
         input_features_mask: torch.Tensor | None = None,
         output_latents: bool = False,
+        *,
+        batch_invariant: bool = False,
     ) -> Xcodec2EncoderOutput:
         """Audio to codes.
 
         input_values: (batch, 1, samples) waveform, samples a multiple of hop_length.
         input_features: (batch, frames, 160) stacked fbank features, frames = samples / hop_length.
-        padding_mask: (batch, samples) or (batch, 1, samples), 1 on real audio; only used
-            to build ``audio_codes_mask`` (the acoustic encoder sees the zero padding).
+        padding_mask: (batch, samples) or (batch, 1, samples), 1 on real audio (the feature
+            extractor also counts its one "always pad" sample). Builds ``audio_codes_mask``
+            and ``code_lengths``; by default (the reference behaviour) the acoustic encoder
+            still sees the zero padding, so a short item's last codes depend on the batch.
         input_features_mask: (batch, frames), 1 on real frames; masks the semantic encoder.
+        batch_invariant: with a ``padding_mask``, make each item's codes (its first
+            ``code_lengths`` frames) exactly those it gets encoded alone, whatever else is
+            in the batch: every layer hides the padding from the item. The semantic mask is
+            then derived from ``code_lengths`` (``input_features_mask`` is not needed).
+            Without a padding mask every item is taken to fill the batch. An unpadded
+            batch runs the plain path either way, at no extra cost.
         """
-        fused = self._pre_quantization(input_values, input_features, input_features_mask)
+        num_frames = input_values.shape[-1] // self.hop_length
+        code_lengths = None if padding_mask is None else self._solo_frames(padding_mask, num_frames)
+        frame_lengths = lengths_if_padded(code_lengths, num_frames) if batch_invariant else None
+        if frame_lengths is not None:
+            input_features_mask = lengths_to_mask(frame_lengths, input_features.shape[1])
+        fused = self._pre_quantization(input_values, input_features, input_features_mask, frame_lengths)
         latents, indices = self.quantizer(fused)
         audio_codes = indices[:, None, :]
         audio_codes_mask = None
         if padding_mask is not None:
-            # A frame counts as valid only if it lies wholly inside the audio (floor).
+            # The reference's mask: a frame counts only if it lies wholly inside the audio
+            # (floor), one frame fewer than the item gets alone when its length is a multiple
+            # of the hop ("always pad" quirk); ``code_lengths`` is the alone count.
             num_valid = padding_mask.sum(dim=-1, keepdim=True) // self.hop_length
             frame_index = torch.arange(audio_codes.shape[-1], device=padding_mask.device)
             audio_codes_mask = (frame_index[None, :] < num_valid).to(padding_mask.dtype)
@@ -236,19 +302,46 @@ class Xcodec2Model(CodecModel):
             audio_codes=audio_codes,
             audio_codes_mask=audio_codes_mask,
             latents=latents.transpose(1, 2) if output_latents else None,
+            code_lengths=code_lengths,
         )
 
     def decode(
-        self, audio_codes: torch.Tensor | None = None, latents: torch.Tensor | None = None
+        self,
+        audio_codes: torch.Tensor | None = None,
+        latents: torch.Tensor | None = None,
+        *,
+        audio_codes_mask: torch.Tensor | None = None,
+        code_lengths: torch.Tensor | None = None,
     ) -> Xcodec2DecoderOutput:
-        """Codes (batch, 1, frames) or latents (batch, quantization_dim, frames) to audio (batch, 1, frames * hop)."""
+        """Codes (batch, 1, frames) or latents (batch, quantization_dim, frames) to audio (batch, 1, frames * hop).
+
+        Per-item lengths, as ``code_lengths`` (batch,) or ``audio_codes_mask`` (batch, frames)
+        or (batch, 1, frames) with ones on a prefix, select the batch-invariant path: item i's
+        first ``code_lengths[i] * hop`` samples equal the decode of its first
+        ``code_lengths[i]`` codes alone (within float rounding), and the samples after are
+        zero. Without them every frame is decoded as the reference does.
+        """
         if audio_codes is not None:
             quantized = self.quantizer.from_indices(audio_codes[:, 0, :].long())
         elif latents is not None:
             quantized = latents.transpose(1, 2)
         else:
             raise ValueError("decode needs audio_codes or latents")
-        return Xcodec2DecoderOutput(audio_values=self.acoustic_decoder(quantized))
+        if audio_codes_mask is not None and code_lengths is not None:
+            raise ValueError("pass audio_codes_mask or code_lengths, not both")
+        B, F, _ = quantized.shape
+        if audio_codes_mask is not None:
+            code_lengths = mask_to_lengths(audio_codes_mask)
+        frame_lengths = None
+        if code_lengths is not None:
+            code_lengths = code_lengths.to(device=quantized.device, dtype=torch.long)
+            if code_lengths.shape != (B,) or bool(((code_lengths < 0) | (code_lengths > F)).any()):
+                raise ValueError(f"code_lengths must be {B} values in [0, {F}], got {code_lengths.tolist()}")
+            frame_lengths = lengths_if_padded(code_lengths, F)
+        audio_values = self.acoustic_decoder(quantized, frame_lengths)
+        if frame_lengths is not None:
+            audio_values = zero_padding(audio_values, frame_lengths * self.hop_length)
+        return Xcodec2DecoderOutput(audio_values=audio_values)
 
     def forward(
         self,
@@ -257,22 +350,33 @@ class Xcodec2Model(CodecModel):
         padding_mask: torch.Tensor | None = None,
         input_features_mask: torch.Tensor | None = None,
         output_latents: bool = False,
+        *,
+        batch_invariant: bool = False,
     ) -> Xcodec2Output:
-        """Encode then decode from the latents; audio cut to the input's length. Shapes as in :meth:`encode`."""
+        """Encode then decode from the latents; audio cut to the input's length. Arguments as in :meth:`encode`.
+
+        With ``batch_invariant`` (and a padding mask) the decode is batch-invariant too: item
+        i's first ``code_lengths[i] * hop`` samples are its alone-run, the rest zero.
+        """
         encoded = self.encode(
             input_values,
             input_features,
             padding_mask=padding_mask,
             input_features_mask=input_features_mask,
             output_latents=True,
+            batch_invariant=batch_invariant,
         )
         assert encoded.latents is not None
-        audio_values = self.decode(latents=encoded.latents).audio_values[..., : input_values.shape[-1]]
+        decoded = self.decode(
+            latents=encoded.latents, code_lengths=encoded.code_lengths if batch_invariant else None
+        )
+        audio_values = decoded.audio_values[..., : input_values.shape[-1]]
         return Xcodec2Output(
             audio_values=audio_values,
             audio_codes=encoded.audio_codes,
             latents=encoded.latents if output_latents else None,
             audio_codes_mask=encoded.audio_codes_mask,
+            code_lengths=encoded.code_lengths,
         )
 
     # ------------------------------------------------------------------ waveform interface
@@ -283,12 +387,12 @@ class Xcodec2Model(CodecModel):
         *,
         bandwidth: float | None = None,
     ) -> TokenizeResult:
-        """Encode a padded batch of 16 kHz mono waveforms (batch, samples).
+        """Encode a padded batch of 16 kHz mono waveforms (batch, samples), batch-invariantly.
 
         Builds the features itself (X-Codec2 feature extractor, each item cut to its
-        length first). ``code_lengths`` is the reference's ``audio_codes_mask`` count:
-        ``(length + 1) // hop_length`` frames, those wholly inside the audio (the +1 is the
-        extractor's "always pad" sample). ``bandwidth`` is ignored (one codebook).
+        length first). Item i's codes are exactly those it gets alone; ``code_lengths`` is
+        the number the reference returns for it alone, ``ceil((length + 1) / hop_length)``
+        (the +1 is the extractor's "always pad" sample). ``bandwidth`` is ignored (one codebook).
         """
         from xcodec.features import Xcodec2FeatureExtractor
 
@@ -300,29 +404,34 @@ class Xcodec2Model(CodecModel):
         items = [waveforms[index, : int(length)].detach().float() for index, length in enumerate(lengths)]
         features = extractor(items, sampling_rate=self.sample_rate, return_tensors="pt")
         device, dtype = self.device, self.dtype
-        input_features_mask = features.get("input_features_mask")
         encoded = self.encode(
             features["input_values"].to(device=device, dtype=dtype),
             features["input_features"].to(device=device, dtype=dtype),
             padding_mask=features["padding_mask"].to(device),
-            input_features_mask=None if input_features_mask is None else input_features_mask.to(device),
+            batch_invariant=True,
         )
-        assert encoded.audio_codes_mask is not None
-        code_lengths = encoded.audio_codes_mask.reshape(B, -1).sum(dim=-1).long()
-        return TokenizeResult(audio_codes=encoded.audio_codes.long(), code_lengths=code_lengths)
+        assert encoded.code_lengths is not None
+        return TokenizeResult(
+            audio_codes=encoded.audio_codes.long(), code_lengths=encoded.code_lengths.long()
+        )
 
     def detokenize(
         self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None
     ) -> DetokenizeResult:
-        """Decode codes (batch, 1, frames) to audio (batch, frames * hop) and per-item lengths."""
+        """Decode codes (batch, 1, frames) to audio (batch, frames * hop) and per-item lengths.
+
+        With ``code_lengths`` (batch,) the decode is batch-invariant (see :meth:`decode`):
+        item i's audio is its first ``code_lengths[i] * hop`` samples, zeros after.
+        """
         B, _, F = audio_codes.shape
-        audio = self.decode(audio_codes=audio_codes.to(self.device)).audio_values[:, 0, :]
+        device = self.device
+        audio = self.decode(
+            audio_codes=audio_codes.to(device),
+            code_lengths=None if code_lengths is None else code_lengths.to(device),
+        ).audio_values[:, 0, :]
         if code_lengths is None:
             code_lengths = torch.full((B,), F, dtype=torch.long)
         lengths = code_lengths.to(torch.long).cpu() * self.hop_length
-        # Zero what lies past each item's length so padding frames do not leak out as sound.
-        sample_index = torch.arange(audio.shape[-1], device=audio.device)
-        audio = audio * (sample_index[None, :] < lengths.to(audio.device)[:, None])
         return DetokenizeResult(audio=audio, lengths=lengths)
 
     # ------------------------------------------------------------------ checkpoints
