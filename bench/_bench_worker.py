@@ -7,8 +7,8 @@ the result goes out as ``result.json`` (plus ``.npy`` outputs) in the task's ``o
 
 Task kinds:
 
-- ``build``: build the Transformers reference from its default (or tiny) config with a
-  fixed seed and ``save_pretrained`` it: the weights every other task loads.
+- ``build``: build the Transformers references from their default (or tiny) configs with
+  a fixed seed and ``save_pretrained`` them: the weights every other task loads.
 - ``measure``: load one implementation, warm up, time ``runs`` calls of encode or decode;
   with ``count_flops``, then count one call's FLOPs (FlopCounterMode).
 - ``matmul``: dense square matmul rate, the machine's practical peak for the dtype.
@@ -128,7 +128,9 @@ def _load_model(impl: str, codec: str, weights: str, dtype: torch.dtype) -> torc
     return model
 
 
-def _op_call(model: Any, codec: str, op: str, inputs: dict[str, Any], dtype: torch.dtype) -> Callable[[], Any]:
+def _op_call(
+    model: Any, codec: str, op: str, inputs: dict[str, Any], dtype: torch.dtype
+) -> Callable[[], Any]:
     """A zero-argument closure running one encode or decode on the prepared inputs."""
     if op == "encode":
         input_values = inputs["input_values"].to(dtype)
@@ -136,12 +138,14 @@ def _op_call(model: Any, codec: str, op: str, inputs: dict[str, Any], dtype: tor
             input_features = inputs["input_features"].to(dtype)
             padding_mask = inputs.get("padding_mask")
             features_mask = inputs.get("input_features_mask")
-            return lambda: model.encode(
-                input_values,
-                input_features,
-                padding_mask=padding_mask,
-                input_features_mask=features_mask,
-            ).audio_codes
+            return lambda: (
+                model.encode(
+                    input_values,
+                    input_features,
+                    padding_mask=padding_mask,
+                    input_features_mask=features_mask,
+                ).audio_codes
+            )
         return lambda: model.encode(input_values).audio_codes
     audio_codes = inputs["audio_codes"].long()
     return lambda: model.decode(audio_codes=audio_codes).audio_values
@@ -149,19 +153,24 @@ def _op_call(model: Any, codec: str, op: str, inputs: dict[str, Any], dtype: tor
 
 # ---------------------------------------------------------------------------- tasks
 def _build(task: dict[str, Any]) -> dict[str, Any]:
+    """Build and save every codec in ``task["builds"]`` (one process: one transformers import)."""
     import transformers
 
-    codec, folder = task["codec"], Path(task["weights"])
-    tiny = task.get("tiny", False)
-    torch.manual_seed(int(task.get("seed", 0)))
-    if codec == "xcodec2":
-        model = transformers.Xcodec2Model(transformers.Xcodec2Config(**(TINY_XCODEC2 if tiny else {})))
-    else:
-        model = transformers.XcodecModel(transformers.XcodecConfig(**(TINY_XCODEC if tiny else {})))
-    model.eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = {}
+    for build in task["builds"]:
+        codec, folder = build["codec"], Path(build["weights"])
+        tiny = task.get("tiny", False)
+        torch.manual_seed(int(task.get("seed", 0)))
+        model: torch.nn.Module
+        if codec == "xcodec2":
+            model = transformers.Xcodec2Model(transformers.Xcodec2Config(**(TINY_XCODEC2 if tiny else {})))
+        else:
+            model = transformers.XcodecModel(transformers.XcodecConfig(**(TINY_XCODEC if tiny else {})))
+        folder.mkdir(parents=True, exist_ok=True)
+        model.eval().save_pretrained(folder)
+        parameters[codec] = sum(p.numel() for p in model.parameters())
+        del model
+        gc.collect()
     return {"parameters": parameters}
 
 
@@ -245,6 +254,7 @@ def _profile(task: dict[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             call()
             wall = time.perf_counter() - start
+    stages = _stage_times(model, call)
     averages = profiler.key_averages()
     rows = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)
     total_self = sum(e.self_cpu_time_total for e in averages) or 1
@@ -258,7 +268,33 @@ def _profile(task: dict[str, Any]) -> dict[str, Any]:
         for e in rows[: int(task.get("top", 25))]
     ]
     table = averages.table(sort_by="self_cpu_time_total", row_limit=int(task.get("top", 25)))
-    return {"wall_s": wall, "top": top, "table": table}
+    return {"wall_s": wall, "top": top, "table": table, "stages": stages}
+
+
+def _stage_times(model: torch.nn.Module, call: Callable[[], Any]) -> dict[str, float]:
+    """Seconds spent in each top-level submodule during one un-profiled call (forward hooks)."""
+    spent: dict[str, float] = {}
+    started: dict[str, float] = {}
+    handles = []
+    for name, module in model.named_children():
+
+        def before(_module: Any, _args: Any, name: str = name) -> None:
+            started[name] = time.perf_counter()
+
+        def after(_module: Any, _args: Any, _output: Any, name: str = name) -> None:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started.pop(name)
+
+        handles.append(module.register_forward_pre_hook(before))
+        handles.append(module.register_forward_hook(after))
+    try:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            call()
+            spent["(whole call)"] = time.perf_counter() - start
+    finally:
+        for handle in handles:
+            handle.remove()
+    return spent
 
 
 def _long(task: dict[str, Any]) -> dict[str, Any]:
@@ -268,6 +304,7 @@ def _long(task: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     model = _load_model("ours", task["codec"], task["weights"], torch.float32)
     codec = Codec(model, task["weights"], **task.get("codec_kwargs", {}))
+    windowing = repr(getattr(codec, "windows", None))
     load_s = time.perf_counter() - t0
     inputs = torch.load(task["inputs"], weights_only=True)
     sample_rate = codec.sample_rate
@@ -290,6 +327,7 @@ def _long(task: dict[str, Any]) -> dict[str, Any]:
         "wall_s": wall,
         "load_s": load_s,
         "produced": produced,
+        "windowing": windowing,
         "rss_loaded_mb": rss_loaded_mb,
         **_memory_report(reset_ok),
     }

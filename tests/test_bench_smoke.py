@@ -27,7 +27,7 @@ def _load_bench():
 def _table_rows(report: str, heading: str) -> list[list[str]]:
     """Data rows of the markdown table that follows the heading starting with ``heading``."""
     section = report.split(heading, 1)[1]
-    rows = []
+    rows: list[list[str]] = []
     for line in section.splitlines()[2:]:
         if not line.startswith("|"):
             if rows:

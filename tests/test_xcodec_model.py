@@ -284,7 +284,8 @@ def test_full_size_matches_transformers_on_real_recordings(
     with torch.no_grad():
         for name, buffer in reference.named_buffers():
             if name.endswith("codebook.embed"):
-                buffer.copy_(0.5 * torch.randn_like(buffer))
+                # The fused features of this random model have a std of about 10-20.
+                buffer.copy_(8.0 * torch.randn_like(buffer))
         for parameter in reference.parameters():
             parameter.add_(0.02 * torch.randn_like(parameter))
     reference.save_pretrained(tmp_path)
@@ -300,5 +301,7 @@ def test_full_size_matches_transformers_on_real_recordings(
             theirs = reference.encode(audio, bandwidth).audio_codes
             codes = ours.encode(audio, bandwidth).audio_codes
             assert_codes_match(reference, audio, codes, theirs)
+        # A test on constant codes would prove little: every stage must pick varied rows.
+        assert min(theirs[:, stage].unique().numel() for stage in range(theirs.shape[1])) >= 10
         difference = ours.decode(theirs).audio_values - reference.decode(theirs).audio_values
     assert difference.abs().max().item() <= AUDIO_TOLERANCE
