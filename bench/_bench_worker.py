@@ -156,7 +156,7 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
     """Build and save every codec in ``task["builds"]`` (one process: one transformers import)."""
     import transformers
 
-    parameters = {}
+    parameters, calibrations = {}, {}
     for build in task["builds"]:
         codec, folder = build["codec"], Path(build["weights"])
         tiny = task.get("tiny", False)
@@ -166,12 +166,66 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
             model = transformers.Xcodec2Model(transformers.Xcodec2Config(**(TINY_XCODEC2 if tiny else {})))
         else:
             model = transformers.XcodecModel(transformers.XcodecConfig(**(TINY_XCODEC if tiny else {})))
+        model.eval()
+        calibration = _calibrate_xcodec2(model) if codec == "xcodec2" else _calibrate_xcodec(model)
         folder.mkdir(parents=True, exist_ok=True)
-        model.eval().save_pretrained(folder)
+        model.save_pretrained(folder)
         parameters[codec] = sum(p.numel() for p in model.parameters())
+        calibrations[codec] = calibration
         del model
         gc.collect()
-    return {"parameters": parameters}
+    return {"parameters": parameters, "calibration": calibrations}
+
+
+# Random init leaves the quantizers degenerate: X-Codec's codebooks are all zeros (every
+# code 0) and tiny X-Codec2 models squeeze the FSQ input to ~0 (every code the middle
+# one). A codes-equal check on constant codes proves nothing, so the build spreads the
+# quantizer inputs over the codebook: same architecture, same cost, varied codes.
+_CALIBRATION_SECONDS = 2
+
+
+def _calibrate_xcodec2(model: Any) -> str:
+    """Scale the FSQ ``project_in`` so its outputs have unit spread on a noise clip."""
+    frames = _CALIBRATION_SECONDS * 50
+    generator = torch.Generator().manual_seed(1)
+    input_values = 0.1 * torch.randn(1, 1, frames * 320, generator=generator)
+    input_features = torch.randn(1, frames, 160, generator=generator)
+    captured: list[torch.Tensor] = []
+    project_in = model.quantizer.project_in
+    handle = project_in.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    with torch.no_grad():
+        model.encode(input_values, input_features)
+        handle.remove()
+        scale = 1.0 / float(captured[0].std())
+        project_in.weight.mul_(scale)
+        project_in.bias.mul_(scale)
+    return f"quantizer.project_in scaled by {scale:.3g}"
+
+
+def _calibrate_xcodec(model: Any) -> str:
+    """Fill the all-zero RVQ codebooks with Gaussian codewords at the embeddings' scale."""
+    generator = torch.Generator().manual_seed(1)
+    input_values = 0.1 * torch.randn(1, 1, _CALIBRATION_SECONDS * 16000, generator=generator)
+    captured: list[torch.Tensor] = []
+    encode = model.quantizer.encode
+
+    def spy(embeddings: torch.Tensor, bandwidth: Any = None) -> torch.Tensor:
+        captured.append(embeddings)
+        return encode(embeddings, bandwidth)
+
+    model.quantizer.encode = spy
+    try:
+        with torch.no_grad():
+            model.encode(input_values)
+    finally:
+        del model.quantizer.encode  # back to the class's method
+    std = float(captured[0].std())
+    with torch.no_grad():
+        for layer in model.quantizer.quantizers:
+            codebook = layer.codebook
+            codebook.embed.copy_(std * torch.randn(codebook.embed.shape, generator=generator))
+            codebook.embed_avg.copy_(codebook.embed)
+    return f"RVQ codebooks drawn from N(0, {std:.3g}^2)"
 
 
 def _measure(task: dict[str, Any]) -> dict[str, Any]:

@@ -274,7 +274,11 @@ class Suite:
         if not result.get("ok"):
             raise SystemExit(f"could not build the reference weights of {missing}: {result.get('error')}")
         for codec in missing:
-            marker = {"parameters": result["parameters"][codec], "seed": 0}
+            marker = {
+                "parameters": result["parameters"][codec],
+                "calibration": result["calibration"][codec],
+                "seed": 0,
+            }
             (self.weights(codec) / "bench_complete.json").write_text(json.dumps(marker))
 
     def inputs_file(self, codec: str, op: str, size_key: str, tensors: dict[str, torch.Tensor]) -> Path:

@@ -42,7 +42,9 @@ def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.5) -> torch
     with torch.no_grad():
         for parameter in model.parameters():
             noise = torch.randn(parameter.shape, generator=generator)
-            parameter.mul_(1 + 0.2 * noise).add_(scale * 0.1 * torch.randn(parameter.shape, generator=generator))
+            parameter.mul_(1 + 0.2 * noise).add_(
+                scale * 0.1 * torch.randn(parameter.shape, generator=generator)
+            )
     return model
 
 

@@ -77,7 +77,9 @@ def test_decode_and_reconstruct_match_the_model(checkpoint: Path, tmp_path: Path
     # PCM-16 output: one quantisation step of error at most.
     assert np.abs(decoded - expected.numpy()).max() <= 1.0 / 32768 + 1e-4
 
-    assert main(["reconstruct", str(source), "-o", str(tmp_path / "rec.wav"), "--model", str(checkpoint)]) == 0
+    assert (
+        main(["reconstruct", str(source), "-o", str(tmp_path / "rec.wav"), "--model", str(checkpoint)]) == 0
+    )
     reconstructed, _ = sf.read(tmp_path / "rec.wav", dtype="float32")
     np.testing.assert_allclose(reconstructed, decoded, atol=1.0 / 32768 + 1e-4)
 
@@ -95,7 +97,18 @@ def test_bad_files_are_reported_and_the_rest_still_processed(
     missing = tmp_path / "missing.flac"
     out = tmp_path / "codes"
     status = main(
-        ["encode", str(empty), str(good), str(text), str(truncated), str(missing), "-o", str(out), "--model", str(checkpoint)]
+        [
+            "encode",
+            str(empty),
+            str(good),
+            str(text),
+            str(truncated),
+            str(missing),
+            "-o",
+            str(out),
+            "--model",
+            str(checkpoint),
+        ]
     )
     assert status == 1
     assert sorted(p.name for p in out.iterdir()) == ["good.npz"]
@@ -105,7 +118,9 @@ def test_bad_files_are_reported_and_the_rest_still_processed(
     assert "4 of 5 file(s) failed" in err
 
 
-def test_decode_rejects_bad_codes_files(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_decode_rejects_bad_codes_files(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     np.savez(tmp_path / "range.npz", audio_codes=np.full((1, 10), 10**6, dtype=np.int32), num_samples=3200)
     np.savez(tmp_path / "shape.npz", audio_codes=np.zeros((1, 2, 3), dtype=np.int32), num_samples=3200)
     (tmp_path / "junk.npz").write_bytes(b"junk")
@@ -130,9 +145,13 @@ def test_clashing_names_do_not_overwrite(checkpoint: Path, tmp_path: Path) -> No
         assert int(a["num_samples"]) == 6400 and int(b["num_samples"]) == 14400
 
 
-def test_unreachable_model_says_how_to_use_a_local_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_model_says_how_to_use_a_local_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = synth(tmp_path / "a.wav", 0.2, 16000)
-    status = main(["encode", str(source), "-o", str(tmp_path), "--model", "no-such-org/no-such-model", "--offline"])
+    status = main(
+        ["encode", str(source), "-o", str(tmp_path), "--model", "no-such-org/no-such-model", "--offline"]
+    )
     assert status == 2
     err = capsys.readouterr().err
     assert "no-such-org/no-such-model" in err and "local folder" in err

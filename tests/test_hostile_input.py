@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from _tiny import tiny_xcodec2
+
 from xcodec.api import BatchError, Codec
 from xcodec.audio import resample
 from xcodec.errors import AudioError, XcodecError
@@ -119,7 +119,7 @@ def test_values_beyond_full_scale_warn_and_are_kept(codec: Codec, tmp_path: Path
 
 @pytest.mark.parametrize(("dtype", "full_scale"), [(np.int16, 2**15), (np.int32, 2**31)])
 def test_integer_pcm_arrays_are_scaled_by_full_scale(codec: Codec, dtype: type, full_scale: int) -> None:
-    pcm = np.round(_tone(0.5) * (full_scale - 1)).astype(dtype)
+    pcm: np.ndarray = np.round(_tone(0.5) * (full_scale - 1)).astype(dtype)
     codes = codec.encode(pcm, sampling_rate=SR)
     torch.testing.assert_close(codes, _model_codes(codec, pcm / full_scale), rtol=0, atol=0)
 
@@ -198,7 +198,7 @@ def test_encode_batch_with_one_bad_item_returns_the_others(codec: Codec, tmp_pat
     assert error.results[1] is None and error.results[3] is None
     torch.testing.assert_close(error.results[0], _model_codes(codec, good_a), rtol=0, atol=0)
     torch.testing.assert_close(error.results[2], _model_codes(codec, good_b), rtol=0, atol=0)
-    with pytest.raises(BatchError, match="missing.wav") as caught_file:
+    with pytest.raises(BatchError, match=r"missing\.wav") as caught_file:
         codec.encode([missing, good_a], sampling_rate=SR)
     assert caught_file.value.results[0] is None and caught_file.value.results[1] is not None
 

@@ -246,12 +246,16 @@ class Codec:
         cut: Callable[[torch.Tensor, Window], torch.Tensor],
         run_many: Callable[[list[torch.Tensor]], list[torch.Tensor]],
         stitch: Callable[[list[Window], list[torch.Tensor]], torch.Tensor],
+        whole_up_to: int,
     ) -> list[torch.Tensor]:
         """Plan windows for every item, run all windows of all items together, stitch each item.
 
         An item that fits in one window goes to the model whole (``cut`` is not called).
         """
-        plans = [plan_windows(num_frames(item), self.window_frames, self.context_frames) for item in items]
+        plans = [
+            plan_windows(num_frames(item), self.window_frames, self.context_frames, whole_up_to=whole_up_to)
+            for item in items
+        ]
         segments: list[torch.Tensor] = []
         for item, plan in zip(items, plans, strict=True):
             segments.extend([item] if len(plan) == 1 else [cut(item, window) for window in plan])
@@ -278,6 +282,7 @@ class Codec:
             cut=lambda waveform, window: window_audio(waveform, window, hop),
             run_many=lambda segments: self._tokenize_many(segments, bandwidth),
             stitch=stitch_codes,
+            whole_up_to=self.window_frames,
         )
 
     def encode(
@@ -392,6 +397,9 @@ class Codec:
             cut=lambda item, window: item[:, window.start : window.stop],
             run_many=self._detokenize_many,
             stitch=lambda plan, pieces: stitch_audio(plan, pieces, hop, self.crossfade_frames),
+            # Codes of audio that fit one window decode whole too, with room for the frame
+            # X-Codec2 adds past the audio (quirk "always pad": ceil((n + 1) / hop) frames).
+            whole_up_to=self.window_frames + 1,
         )
 
     def decode(self, codes: Any) -> list[torch.Tensor] | torch.Tensor:

@@ -21,7 +21,7 @@ __all__ = ["CodecModel", "DetokenizeResult", "TokenizeResult"]
 class TokenizeResult:
     """Codes of a batch.
 
-    audio_codes: (batch, num_codebooks, frames) int64, padded past each item's length.
+    audio_codes: (batch, num_codebooks, frames) int64, 0 past each item's length.
     code_lengths: (batch,) int64, the number of valid frames of each item.
     """
 
@@ -33,7 +33,7 @@ class TokenizeResult:
 class DetokenizeResult:
     """Audio of a batch.
 
-    audio: (batch, samples) float, padded past each item's length.
+    audio: (batch, samples) float, 0 past each item's length.
     lengths: (batch,) int64, the number of valid samples of each item.
     """
 

@@ -96,26 +96,34 @@ class Window:
     keep_stop: int | None
 
 
-def plan_windows(num_frames: int, window_frames: int, context_frames: int) -> list[Window]:
+def plan_windows(
+    num_frames: int, window_frames: int, context_frames: int, *, whole_up_to: int | None = None
+) -> list[Window]:
     """Windows covering ``num_frames`` frames; a single whole window when they fit in one.
+
+    whole_up_to: the most frames processed whole (default ``window_frames``).
 
     Full windows are ``window_frames`` long and start every ``window_frames - 2 *
     context_frames`` frames; the last one is moved back to end at ``num_frames``, which
-    only gives it more left context. Every join between two kept ranges lies at least
-    ``context_frames`` inside both windows.
+    only gives it more left context. Every join lies mid-way through the overlap of its
+    two windows, so at least ``context_frames`` inside both.
     """
-    if num_frames <= window_frames:
+    if num_frames <= (window_frames if whole_up_to is None else whole_up_to):
         return [Window(0, num_frames, 0, None)]
     step = window_frames - 2 * context_frames
     count = 1 + math.ceil((num_frames - window_frames) / step)
-    windows = []
-    for k in range(count):
-        first, last = k == 0, k == count - 1
-        start = num_frames - window_frames if last else k * step
-        keep_start = 0 if first else k * step + context_frames
-        keep_stop = None if last else (k + 1) * step + context_frames
-        windows.append(Window(start, start + window_frames, keep_start, keep_stop))
-    return windows
+    starts = [k * step for k in range(count - 1)] + [num_frames - window_frames]
+    # Each join sits mid-way through the overlap of its two windows, so a frame comes from
+    # the window where it lies farthest from an inner edge. For two regular windows that is
+    # ``context_frames`` inside both; the moved-back last window overlaps its neighbour
+    # more, and the midpoint gives the frames of that extra overlap their better context.
+    joins = [(starts[k] + window_frames - 1 + starts[k + 1]) // 2 + 1 for k in range(count - 1)]
+    keep_starts = [0, *joins]
+    keep_stops: list[int | None] = [*joins, None]
+    return [
+        Window(start, start + window_frames, keep_start, keep_stop)
+        for start, keep_start, keep_stop in zip(starts, keep_starts, keep_stops, strict=True)
+    ]
 
 
 def window_audio(waveform: torch.Tensor, window: Window, hop_length: int) -> torch.Tensor:

@@ -7,8 +7,8 @@ keeps the output band-limited. Both resamplers preserve the length: ``(B, C, T)`
 
 Both filters replicate-pad their input, so an item alone sees copies of its last sample
 past its end. In a padded batch, ``lengths`` (batch,) makes them fill each item's padding
-with that sample first (:func:`xcodec.layers.masking.replicate_last_valid`), so valid
-outputs equal the item's alone-run exactly; ``lengths=None`` is the plain computation.
+with that sample (:func:`xcodec.layers.masking.replicate_pad`), so valid outputs equal
+the item's alone-run exactly; ``lengths=None`` is the plain computation.
 
 The filters are fixed (non-persistent buffers), so none of this adds state-dict keys
 besides SnakeBeta's ``alpha`` and ``beta``.
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xcodec.layers.masking import replicate_last_valid
+from xcodec.layers.masking import replicate_pad
 
 __all__ = ["AntiAliasedActivation1d", "DownSample1d", "SnakeBeta", "UpSample1d", "kaiser_sinc_filter1d"]
 
@@ -94,7 +94,7 @@ class UpSample1d(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x: (batch, channels, T); lengths: (batch,) valid steps or None. Valid outputs: ratio * lengths."""
         _, C, _ = x.shape
-        x = F.pad(replicate_last_valid(x, lengths), (self.pad, self.pad), mode="replicate")
+        x = replicate_pad(x, lengths, self.pad, self.pad)
         weight = self.filter.to(x.dtype).expand(C, -1, -1)
         # Scaling by `ratio` restores the energy the inserted zeros remove.
         x = self.ratio * F.conv_transpose1d(x, weight, stride=self.ratio, groups=C)
@@ -118,7 +118,7 @@ class DownSample1d(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x: (batch, channels, T); lengths: (batch,) valid steps or None. Valid outputs: ceil(lengths / ratio)."""
         _, C, _ = x.shape
-        x = F.pad(replicate_last_valid(x, lengths), (self.pad_left, self.pad_right), mode="replicate")
+        x = replicate_pad(x, lengths, self.pad_left, self.pad_right)
         weight = self.filter.to(x.dtype).expand(C, -1, -1)
         return F.conv1d(x, weight, stride=self.ratio, groups=C)
 

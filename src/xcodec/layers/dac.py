@@ -7,6 +7,12 @@ folded into plain ``.weight`` tensors at load time, see :mod:`xcodec.checkpoints
 Lengths: every residual unit keeps the time length ("same" padding); an encoder block
 divides it by its stride, a decoder block multiplies it by its stride when
 ``odd_stride_output_padding`` is on (X-Codec's variant) or when all strides are even.
+
+Padded batches: every ``forward`` takes optional ``lengths`` (batch,), the valid steps of
+each item at that layer's input. With them the padding is zeroed before every
+convolution that reaches past a step (kernel > 1), which is what an item alone sees
+there, and the lengths follow each strided or transposed conv; each item's valid outputs
+then equal its alone-run. ``None`` (every item full) runs the plain computation.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from xcodec.layers.masking import conv1d_output_lengths, conv_transpose_output_lengths, zero_padding
 
 __all__ = ["DacDecoder", "DacDecoderBlock", "DacEncoder", "DacEncoderBlock", "DacResidualUnit", "Snake1d"]
 
@@ -44,13 +52,13 @@ class DacResidualUnit(nn.Module):
         self.snake2 = Snake1d(channels)
         self.conv2 = nn.Conv1d(channels, channels, kernel_size=1)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, time) -> (batch, channels, time).
+    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, channels, time) -> (batch, channels, time); lengths: (batch,) valid steps or None.
 
         DAC crops the skip path when the branch comes out shorter; with kernel 7 and
         padding 3·dilation it never does, so there is nothing to crop.
         """
-        branch = self.conv1(self.snake1(hidden_states))
+        branch = self.conv1(zero_padding(self.snake1(hidden_states), lengths))
         branch = self.conv2(self.snake2(branch))
         return hidden_states + branch
 
@@ -68,12 +76,18 @@ class DacEncoderBlock(nn.Module):
             in_channels, out_channels, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)
         )
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, in_channels, time) -> (batch, out_channels, time // stride)."""
-        hidden_states = self.res_unit1(hidden_states)
-        hidden_states = self.res_unit2(hidden_states)
-        hidden_states = self.res_unit3(hidden_states)
-        return self.conv1(self.snake1(hidden_states))
+    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, in_channels, time) -> (batch, out_channels, time // stride).
+
+        lengths: (batch,) valid input steps or None; the output's are ``output_lengths(lengths)``.
+        """
+        hidden_states = self.res_unit1(hidden_states, lengths)
+        hidden_states = self.res_unit2(hidden_states, lengths)
+        hidden_states = self.res_unit3(hidden_states, lengths)
+        return self.conv1(zero_padding(self.snake1(hidden_states), lengths))
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return conv1d_output_lengths(self.conv1, lengths)
 
 
 class DacEncoder(nn.Module):
@@ -93,12 +107,26 @@ class DacEncoder(nn.Module):
         self.snake1 = Snake1d(width)
         self.conv2 = nn.Conv1d(width, hidden_size, kernel_size=3, padding=1)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(batch, 1, samples) -> (batch, hidden_size, frames)."""
-        hidden_states = self.conv1(waveform)
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, 1, samples) -> (batch, hidden_size, frames).
+
+        lengths: (batch,) valid samples per item, or None; with them item i's first
+        ``output_lengths(lengths)[i]`` frames equal its alone-run, later frames are unspecified.
+        """
+        hidden_states = self.conv1(zero_padding(waveform, lengths))
         for block in self.block:
-            hidden_states = block(hidden_states)
-        return self.conv2(self.snake1(hidden_states))
+            assert isinstance(block, DacEncoderBlock)
+            hidden_states = block(hidden_states, lengths)
+            if lengths is not None:
+                lengths = block.output_lengths(lengths)
+        return self.conv2(zero_padding(self.snake1(hidden_states), lengths))
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(batch,) valid samples -> (batch,) frames each item gets alone (0 if too short for one)."""
+        for conv in self.modules():
+            if isinstance(conv, nn.Conv1d):
+                lengths = conv1d_output_lengths(conv, lengths)
+        return lengths
 
     def output_length(self, num_samples: int) -> int:
         """Frames :meth:`forward` returns for ``num_samples`` input samples, without running it."""
@@ -131,12 +159,32 @@ class DacDecoderBlock(nn.Module):
         self.res_unit2 = DacResidualUnit(out_channels, dilation=3)
         self.res_unit3 = DacResidualUnit(out_channels, dilation=9)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, in_channels, time) -> (batch, out_channels, upsampled time)."""
-        hidden_states = self.conv_t1(self.snake1(hidden_states))
-        hidden_states = self.res_unit1(hidden_states)
-        hidden_states = self.res_unit2(hidden_states)
-        return self.res_unit3(hidden_states)
+    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, in_channels, time) -> (batch, out_channels, upsampled time).
+
+        lengths: (batch,) valid input steps or None; the output's are ``output_lengths(lengths)``.
+        Zeroing the padding before the transposed conv keeps it from spilling into the
+        last ``ceil(stride / 2)`` valid outputs, which an item alone computes from its
+        own steps only.
+        """
+        hidden_states = self.conv_t1(zero_padding(self.snake1(hidden_states), lengths))
+        if lengths is not None:
+            lengths = self.output_lengths(lengths)
+        hidden_states = self.res_unit1(hidden_states, lengths)
+        hidden_states = self.res_unit2(hidden_states, lengths)
+        return self.res_unit3(hidden_states, lengths)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        conv = self.conv_t1
+        (padding,) = _as_tuple(conv.padding)
+        return conv_transpose_output_lengths(
+            lengths,
+            conv.kernel_size[0],
+            conv.stride[0],
+            padding,
+            conv.output_padding[0],
+            conv.dilation[0],
+        )
 
 
 class DacDecoder(nn.Module):
@@ -170,13 +218,27 @@ class DacDecoder(nn.Module):
         self.conv2 = nn.Conv1d(width, 1, kernel_size=7, padding=3)
         self.final_tanh = final_tanh
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        """(batch, hidden_size, frames) -> (batch, 1, samples)."""
-        hidden_states = self.conv1(latent)
+    def forward(self, latent: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, hidden_size, frames) -> (batch, 1, samples).
+
+        lengths: (batch,) valid frames per item, or None; with them item i's first
+        ``output_lengths(lengths)[i]`` samples equal its alone-run, later samples are unspecified.
+        """
+        hidden_states = self.conv1(zero_padding(latent, lengths))
         for block in self.block:
-            hidden_states = block(hidden_states)
-        waveform = self.conv2(self.snake1(hidden_states))
+            assert isinstance(block, DacDecoderBlock)
+            hidden_states = block(hidden_states, lengths)
+            if lengths is not None:
+                lengths = block.output_lengths(lengths)
+        waveform = self.conv2(zero_padding(self.snake1(hidden_states), lengths))
         return torch.tanh(waveform) if self.final_tanh else waveform
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(batch,) valid frames -> (batch,) samples each item gets alone."""
+        for block in self.block:
+            assert isinstance(block, DacDecoderBlock)
+            lengths = block.output_lengths(lengths)
+        return lengths
 
 
 def _as_tuple(padding: str | int | Sequence[int]) -> tuple[int, ...]:

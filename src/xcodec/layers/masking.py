@@ -30,6 +30,10 @@ Making the padding invisible, ``x`` of shape ``(batch, ..., time)`` unless ``dim
     ``replicate_last_valid(x, lengths)``: every step past the length takes the value of
         the item's last valid step; call before replicate padding (its alone-run
         replicates that sample).
+    ``replicate_pad(x, lengths, left, right)``: ``F.pad(x, (left, right), "replicate")``
+        as each item alone gets it: the ``right`` steps after each item's end hold its
+        last valid step. Touches only those steps (no pass over the whole tensor), so
+        prefer it to ``replicate_last_valid`` when the padding is what you need.
     ``masked_group_norm(x, norm, lengths)``: ``nn.GroupNorm`` whose statistics cover the
         valid steps only.
 
@@ -40,6 +44,7 @@ valid prefix is meaningful.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "mask_to_lengths",
     "masked_group_norm",
     "replicate_last_valid",
+    "replicate_pad",
     "zero_padding",
 ]
 
@@ -153,6 +159,25 @@ def replicate_last_valid(x: torch.Tensor, lengths: torch.Tensor | None) -> torch
     last = (lengths.to(device=x.device, dtype=torch.long) - 1).clamp(min=0)
     last_value = x.gather(-1, last.view(B, 1, 1).expand(B, C, 1))  # (batch, channels, 1)
     return torch.where(_step_mask(x, lengths, -1), x, last_value)
+
+
+def replicate_pad(x: torch.Tensor, lengths: torch.Tensor | None, left: int, right: int) -> torch.Tensor:
+    """(batch, channels, time) -> (batch, channels, left + time + right), replicate-padded per item.
+
+    Item i's steps ``[left + lengths[i], left + lengths[i] + right)`` repeat its last valid
+    step, as the item alone padded this way would have them (clipped to the output);
+    steps further on are left as they are: a filter that reads ``right`` steps past its
+    input's end never reaches them from a valid output.
+    """
+    padded = F.pad(x, (left, right), mode="replicate")
+    if lengths is None or right == 0:
+        return padded
+    B, C, T = x.shape
+    last = (lengths.to(device=x.device, dtype=torch.long) - 1).clamp(min=0, max=T - 1).view(B, 1, 1)
+    last_value = x.gather(-1, last.expand(B, C, 1))  # (batch, channels, 1)
+    positions = (left + last + 1 + torch.arange(right, device=x.device)).clamp(max=left + T + right - 1)
+    # Writes into the fresh padded tensor only: no pass over the valid steps.
+    return padded.scatter_(-1, positions.expand(B, C, right), last_value.expand(B, C, right))
 
 
 def masked_group_norm(x: torch.Tensor, norm: nn.GroupNorm, lengths: torch.Tensor | None) -> torch.Tensor:

@@ -5,6 +5,11 @@ Plain ``nn.Conv1d`` stacks with ELU residual units; names follow Transformers'
 published settings (``strides=(1, 1)``) every layer keeps the frame count.
 Only the encoder runs at inference; the decoder regressed the semantic features
 during training and is kept so checkpoints load strictly.
+
+Padded batches: the encoder's ``forward`` takes optional ``lengths`` (batch,) of valid
+frames; the padding is then zeroed before every conv of kernel > 1 (where an item alone
+meets the conv's zero padding) and the lengths follow strided convs, so each item's valid
+frames equal its alone-run.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from xcodec.layers.masking import conv1d_output_lengths, zero_padding
 
 __all__ = [
     "SemanticDecoder",
@@ -35,9 +42,9 @@ class SemanticResidualUnit(nn.Module):
         )
         self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size=1, bias=False)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, frames) -> (batch, channels, frames)."""
-        branch = self.conv1(self.activation(hidden_states))
+    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, channels, frames) -> (batch, channels, frames); lengths: (batch,) valid frames or None."""
+        branch = self.conv1(zero_padding(self.activation(hidden_states), lengths))
         branch = self.conv2(self.activation(branch))
         return hidden_states + branch
 
@@ -65,11 +72,14 @@ class SemanticEncoderBlock(nn.Module):
         kernel = 3 if stride == 1 else 2 * stride
         self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, padding=(kernel - 1) // 2)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, in_channels, frames) -> (batch, out_channels, frames / stride)."""
+    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, in_channels, frames) -> (batch, out_channels, frames / stride).
+
+        lengths: (batch,) valid input frames or None; the output's are ``conv1d_output_lengths(self.conv, lengths)``.
+        """
         for unit in self.res_units:
-            hidden_states = unit(hidden_states)
-        return self.conv(hidden_states)
+            hidden_states = unit(hidden_states, lengths)
+        return self.conv(zero_padding(hidden_states, lengths))
 
 
 class SemanticEncoder(nn.Module):
@@ -99,12 +109,29 @@ class SemanticEncoder(nn.Module):
             in_channels = out_channels
         self.conv_blocks = nn.ModuleList(blocks)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, hidden_size, frames) -> (batch, channels, frames')."""
-        hidden_states = self.conv(hidden_states)
+    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, hidden_size, frames) -> (batch, channels, frames').
+
+        lengths: (batch,) valid frames per item, or None; with them item i's first
+        ``output_lengths(lengths)[i]`` frames equal its alone-run, later frames are unspecified.
+        """
+        hidden_states = self.conv(zero_padding(hidden_states, lengths))
+        if lengths is not None:
+            lengths = conv1d_output_lengths(self.conv, lengths)
         for block in self.conv_blocks:
-            hidden_states = block(hidden_states)
+            assert isinstance(block, SemanticEncoderBlock)
+            hidden_states = block(hidden_states, lengths)
+            if lengths is not None:
+                lengths = conv1d_output_lengths(block.conv, lengths)
         return hidden_states
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(batch,) valid input frames -> (batch,) valid output frames."""
+        lengths = conv1d_output_lengths(self.conv, lengths)
+        for block in self.conv_blocks:
+            assert isinstance(block, SemanticEncoderBlock)
+            lengths = conv1d_output_lengths(block.conv, lengths)
+        return lengths
 
 
 class SemanticDecoderBlock(nn.Module):

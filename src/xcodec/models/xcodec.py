@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ from xcodec.configs.ssl import HubertConfig, WavLMConfig
 from xcodec.configs.xcodec import XcodecConfig
 from xcodec.errors import AudioError
 from xcodec.layers.dac import DacDecoder, DacEncoder
+from xcodec.layers.masking import lengths_if_padded, mask_to_lengths, zero_padding
 from xcodec.layers.rvq import ResidualVectorQuantizer
 from xcodec.layers.semantic_conv import SemanticDecoder, SemanticEncoder
 from xcodec.semantic.hubert import HubertEncoder
@@ -43,9 +44,14 @@ __all__ = ["XcodecDecoderOutput", "XcodecEncoderOutput", "XcodecModel", "XcodecO
 
 @dataclasses.dataclass
 class XcodecEncoderOutput:
-    """audio_codes: (batch, num_quantizers, frames) int64."""
+    """audio_codes: (batch, num_quantizers, frames) int64.
+
+    code_lengths: (batch,) int64 frames each item gets encoded alone, when a padding mask
+    was given (the batch-invariant path); None otherwise.
+    """
 
     audio_codes: torch.Tensor
+    code_lengths: torch.Tensor | None = None
 
 
 @dataclasses.dataclass
@@ -57,10 +63,14 @@ class XcodecDecoderOutput:
 
 @dataclasses.dataclass
 class XcodecOutput:
-    """audio_codes: (batch, num_quantizers, frames); audio_values: (batch, 1, samples), cut to the input length."""
+    """audio_codes: (batch, num_quantizers, frames); audio_values: (batch, 1, samples), cut to the input length.
+
+    code_lengths: (batch,) valid frames per item with a padding mask, else None.
+    """
 
     audio_codes: torch.Tensor
     audio_values: torch.Tensor
+    code_lengths: torch.Tensor | None = None
 
 
 def build_semantic_model(config: HubertConfig | WavLMConfig) -> HubertEncoder | WavLMEncoder:
@@ -71,7 +81,23 @@ def build_semantic_model(config: HubertConfig | WavLMConfig) -> HubertEncoder | 
 
 
 class XcodecModel(CodecModel):
-    """X-Codec (v1) with the module layout of Transformers' ``XcodecModel``."""
+    """X-Codec (v1) with the module layout of Transformers' ``XcodecModel``.
+
+    Batch invariance: called as Transformers does (no ``padding_mask``, no
+    ``code_lengths``) the model reproduces the reference, padding effects included.
+    ``encode``/``forward`` with a ``padding_mask``, ``decode`` with ``code_lengths`` or
+    ``audio_codes_mask``, and ``tokenize``/``detokenize`` instead hide each item's padding
+    from every layer that looks across time (the teacher's conv GroupNorm statistics,
+    positional conv and attention keys; the zero-padded convs of ``encoder_semantic`` and
+    of the DAC encoder and decoder, transposed convs included; the per-item choice of
+    the acoustic encoder's input padding), so an item's codes are exactly those it gets
+    alone and its audio equals its alone-run within float rounding. A batch whose items
+    all fill it skips the masking.
+    """
+
+    # Tells xcodec.api it may batch items of different lengths (tokenize/detokenize are
+    # batch-invariant). Pinned by tests/test_batch_invariance_xcodec.py.
+    batch_invariant: ClassVar[bool] = True
 
     def __init__(self, config: XcodecConfig) -> None:
         super().__init__()
@@ -139,21 +165,77 @@ class XcodecModel(CodecModel):
 
     # ---- encode / decode ----------------------------------------------------------
 
-    def encode(self, input_values: torch.Tensor, bandwidth: float | None = None) -> XcodecEncoderOutput:
+    def code_lengths_for(self, sample_lengths: torch.Tensor) -> torch.Tensor:
+        """(batch,) samples -> (batch,) frames an item of that many samples gets encoded alone.
+
+        The semantic branch sets the count: the teacher's frames of the input padded by
+        ``hop_length // 2`` on both sides (``floor((samples - 80) / 320) + 1`` for the
+        published models), through ``encoder_semantic``. 0 means too short to encode.
+        """
+        pad = self.hop_length // 2
+        teacher_frames = self.semantic_model.feature_extractor.output_lengths(sample_lengths + 2 * pad)
+        return self.encoder_semantic.output_lengths(teacher_frames).clamp(min=0)
+
+    def encode(
+        self,
+        input_values: torch.Tensor,
+        bandwidth: float | None = None,
+        padding_mask: torch.Tensor | None = None,
+    ) -> XcodecEncoderOutput:
         """Waveform (batch, 1, samples) -> codes (batch, num_quantizers, frames) int64.
 
         ``bandwidth`` (kbps) must be one of ``config.target_bandwidths`` and picks the
         number of codebooks (``floor(bandwidth / 0.5)`` for the published models); None
         uses the highest. Frames: ``floor((samples - 80) / 320) + 1`` for the published
         models (the semantic teacher's count on the padded input).
+
+        padding_mask: (batch, samples) or (batch, 1, samples), 1 on each item's valid
+            samples (a prefix), or None. Without it every sample is audio and the model
+            computes exactly what the reference does (which has no padding mask: padding
+            changes the codes of a shorter item). With it the batch-invariant path runs:
+            item i's first ``code_lengths[i]`` frames are exactly the codes it gets encoded
+            alone, its later frames are 0, and ``code_lengths`` is returned. A mask with
+            no padded sample costs nothing extra.
         """
         if input_values.dim() != 3 or input_values.shape[1] != 1:
             raise AudioError(
                 f"X-Codec encodes mono audio shaped (batch, 1, samples), got {tuple(input_values.shape)}"
             )
         num_quantizers = self.config.num_quantizers_for_bandwidth(bandwidth)
+        sample_lengths = None if padding_mask is None else self._mask_lengths(padding_mask, input_values)
+        return self._encode(input_values, num_quantizers, sample_lengths)
+
+    def _mask_lengths(self, padding_mask: torch.Tensor, input_values: torch.Tensor) -> torch.Tensor:
+        batch, _, num_samples = input_values.shape
+        if padding_mask.shape not in ((batch, num_samples), (batch, 1, num_samples)):
+            raise ValueError(
+                f"padding_mask must be ({batch}, {num_samples}) or ({batch}, 1, {num_samples}) "
+                f"like the input, got {tuple(padding_mask.shape)}"
+            )
+        return mask_to_lengths(padding_mask)
+
+    def _encode(
+        self, input_values: torch.Tensor, num_quantizers: int, sample_lengths: torch.Tensor | None
+    ) -> XcodecEncoderOutput:
+        """Plain path, or the batch-invariant one when ``sample_lengths`` (batch,) leave padding."""
+        batch, _, num_samples = input_values.shape
+        lengths = lengths_if_padded(sample_lengths, num_samples)
+        if lengths is None:
+            audio_codes = self._encode_plain(input_values, num_quantizers)
+            code_lengths = None
+            if sample_lengths is not None:
+                code_lengths = torch.full(
+                    (batch,), audio_codes.shape[-1], dtype=torch.long, device=audio_codes.device
+                )
+            return XcodecEncoderOutput(audio_codes, code_lengths)
+        return self._encode_padded(input_values, num_quantizers, lengths.to(input_values.device))
+
+    def _encode_plain(self, input_values: torch.Tensor, num_quantizers: int) -> torch.Tensor:
+        """The reference computation: every sample of the batch is audio."""
         _, _, num_samples = input_values.shape
         pad = self.hop_length // 2
+        if int(self.code_lengths_for(torch.tensor([num_samples]))[0]) < 1:
+            raise AudioError(f"{num_samples} samples are too short for X-Codec: they give no frame")
 
         # The teacher is frozen; the reference never lets gradients reach it.
         with torch.no_grad():
@@ -175,23 +257,118 @@ class XcodecModel(CodecModel):
                 f"({self.acoustic_encoder.output_length(num_samples)} vs {semantic_frames}); "
                 "the audio is probably too short"
             )
+        return self._quantize(acoustic, semantic, num_quantizers)
 
+    def _quantize(self, acoustic: torch.Tensor, semantic: torch.Tensor, num_quantizers: int) -> torch.Tensor:
+        """(batch, acoustic_hidden, frames) and (batch, semantic_hidden, frames) -> codes."""
         fused = torch.cat([acoustic, semantic], dim=1)
         embeddings = self.fc(fused.transpose(1, 2)).transpose(1, 2)
-        return XcodecEncoderOutput(self.quantizer.encode(embeddings, num_quantizers))
+        return self.quantizer.encode(embeddings, num_quantizers)
 
-    def decode(self, audio_codes: torch.Tensor) -> XcodecDecoderOutput:
+    def _encode_padded(
+        self, input_values: torch.Tensor, num_quantizers: int, lengths: torch.Tensor
+    ) -> XcodecEncoderOutput:
+        """Batch-invariant encode; lengths: (batch,) valid samples, some below ``samples``.
+
+        Each step hides the padding as an item alone would meet it: its samples past the
+        end are zeroed, which is also the zero padding X-Codec appends for the teacher;
+        the teacher, ``encoder_semantic`` and the DAC encoder mask by lengths (see their
+        ``forward``); the fc and the RVQ work frame by frame.
+        """
+        pad = self.hop_length // 2
+        code_lengths = self.code_lengths_for(lengths)
+        too_short = (code_lengths < 1).nonzero().flatten().tolist()
+        if too_short:
+            described = ", ".join(f"item {i} ({int(lengths[i])} samples)" for i in too_short)
+            raise AudioError(f"too short for X-Codec, no frame: {described}")
+        waveform = zero_padding(input_values[:, 0, :], lengths)  # (batch, samples)
+
+        # An item alone is padded by hop/2 zeros both sides: the batch's own zeros after
+        # each item's end (just zeroed) are those zeros, so only the length grows.
+        semantic_lengths = lengths + 2 * pad
+        with torch.no_grad():
+            semantic_features = self.semantic_model.mean_hidden_states(
+                F.pad(waveform, (pad, pad)), lengths=semantic_lengths
+            )
+        teacher_frames = self.semantic_model.feature_extractor.output_lengths(semantic_lengths)
+        semantic = self.encoder_semantic(semantic_features.transpose(1, 2), teacher_frames)
+
+        # The reference re-runs the acoustic encoder on the hop/2-padded input when the
+        # unpadded frame count disagrees with the semantic one; that choice is per item
+        # here, by shifting those items right by hop/2 (their left padding).
+        plain_frames = self.acoustic_encoder.output_lengths(lengths)
+        shifted = plain_frames != code_lengths
+        unaligned = shifted & (self.acoustic_encoder.output_lengths(semantic_lengths) != code_lengths)
+        if bool(unaligned.any()):
+            items = unaligned.nonzero().flatten().tolist()
+            raise AudioError(f"cannot align the acoustic and semantic frames of items {items}")
+        acoustic_input = waveform[:, None, :]
+        acoustic_lengths = lengths
+        if bool(shifted.any()):
+            acoustic_input = torch.where(
+                shifted[:, None, None],
+                F.pad(acoustic_input, (pad, pad)),
+                F.pad(acoustic_input, (0, 2 * pad)),
+            )
+            acoustic_lengths = torch.where(shifted, semantic_lengths, lengths)
+        acoustic = self.acoustic_encoder(acoustic_input, acoustic_lengths)
+        # Past every item's frames the two branches may differ in length; fit the acoustic one.
+        frames = semantic.shape[2]
+        if acoustic.shape[2] >= frames:
+            acoustic = acoustic[:, :, :frames]
+        else:
+            acoustic = F.pad(acoustic, (0, frames - acoustic.shape[2]))
+        audio_codes = zero_padding(self._quantize(acoustic, semantic, num_quantizers), code_lengths)
+        return XcodecEncoderOutput(audio_codes, code_lengths)
+
+    def decode(
+        self,
+        audio_codes: torch.Tensor,
+        *,
+        code_lengths: torch.Tensor | None = None,
+        audio_codes_mask: torch.Tensor | None = None,
+    ) -> XcodecDecoderOutput:
         """Codes (batch, num_codebooks, frames), any num_codebooks up to the maximum ->
-        waveform (batch, 1, frames * hop_length)."""
+        waveform (batch, 1, frames * hop_length).
+
+        Per-item lengths, as ``code_lengths`` (batch,) or ``audio_codes_mask`` (batch,
+        frames) or (batch, 1, frames) with ones on a prefix, select the batch-invariant
+        path: item i's first ``code_lengths[i] * hop_length`` samples equal the decode of
+        its first ``code_lengths[i]`` frames alone (within float rounding), the samples
+        after are 0, and its codes past ``code_lengths[i]`` may hold anything (they are
+        not read). Without them every frame is decoded, as the reference does.
+        """
         if audio_codes.dim() != 3:
             raise ValueError(
                 f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}"
             )
-        _, num_codebooks, _ = audio_codes.shape
+        batch, num_codebooks, num_frames = audio_codes.shape
         if not 1 <= num_codebooks <= self.num_codebooks:
             raise ValueError(
                 f"audio_codes carry {num_codebooks} codebooks; this model decodes 1..{self.num_codebooks}"
             )
+        if audio_codes_mask is not None and code_lengths is not None:
+            raise ValueError("pass audio_codes_mask or code_lengths, not both")
+        if audio_codes_mask is not None:
+            if audio_codes_mask.shape not in ((batch, num_frames), (batch, 1, num_frames)):
+                raise ValueError(
+                    f"audio_codes_mask must be ({batch}, {num_frames}) or ({batch}, 1, {num_frames}), "
+                    f"got {tuple(audio_codes_mask.shape)}"
+                )
+            code_lengths = mask_to_lengths(audio_codes_mask)
+        audio_codes = audio_codes.to(self.device)
+        frame_lengths = None
+        if code_lengths is not None:
+            code_lengths = torch.as_tensor(code_lengths).to(self.device, torch.long)
+            if code_lengths.shape != (batch,) or bool(
+                ((code_lengths < 0) | (code_lengths > num_frames)).any()
+            ):
+                raise ValueError(
+                    f"code_lengths must be {batch} values in 0..{num_frames}, got {code_lengths.tolist()}"
+                )
+            frame_lengths = lengths_if_padded(code_lengths, num_frames)
+            # Codes past an item's end are never read: any filler value is fine there.
+            audio_codes = zero_padding(audio_codes, frame_lengths)
         if audio_codes.numel() and (
             int(audio_codes.min()) < 0 or int(audio_codes.max()) >= self.codebook_size
         ):
@@ -199,24 +376,45 @@ class XcodecModel(CodecModel):
                 f"audio_codes must lie in 0..{self.codebook_size - 1}, "
                 f"got {int(audio_codes.min())}..{int(audio_codes.max())}"
             )
-        quantized = self.quantizer.decode(audio_codes.to(self.device))
+        quantized = self.quantizer.decode(audio_codes)
+        # fc2 is per frame; the decoder masks by frame lengths.
         acoustic_latent = self.fc2(quantized.transpose(1, 2)).transpose(1, 2)
-        return XcodecDecoderOutput(self.acoustic_decoder(acoustic_latent))
+        audio_values = self.acoustic_decoder(acoustic_latent, frame_lengths)
+        if frame_lengths is not None:
+            audio_values = zero_padding(audio_values, self.acoustic_decoder.output_lengths(frame_lengths))
+        return XcodecDecoderOutput(audio_values)
 
     def forward(
         self,
         input_values: torch.Tensor,
         audio_codes: torch.Tensor | None = None,
         bandwidth: float | None = None,
+        padding_mask: torch.Tensor | None = None,
     ) -> XcodecOutput:
         """Encode (unless ``audio_codes`` are given) and decode, cut to the input length.
 
         input_values: (batch, 1, samples); audio_codes: (batch, num_codebooks, frames).
+        padding_mask: as in :meth:`encode`; with it encode and decode are both
+        batch-invariant: item i's audio is its alone-run's for its first
+        ``min(length_i, code_lengths[i] * hop_length)`` samples and 0 after, and
+        ``code_lengths`` is returned. Given ``audio_codes`` too, item i's are taken to be
+        the ``code_lengths_for(length_i)`` frames its audio would give.
         """
+        if padding_mask is None:
+            if audio_codes is None:
+                audio_codes = self.encode(input_values, bandwidth).audio_codes
+            audio_values = self.decode(audio_codes).audio_values[..., : input_values.shape[-1]]
+            return XcodecOutput(audio_codes=audio_codes, audio_values=audio_values)
+        sample_lengths = self._mask_lengths(padding_mask, input_values)
         if audio_codes is None:
-            audio_codes = self.encode(input_values, bandwidth).audio_codes
-        audio_values = self.decode(audio_codes).audio_values[..., : input_values.shape[-1]]
-        return XcodecOutput(audio_codes=audio_codes, audio_values=audio_values)
+            encoded = self.encode(input_values, bandwidth, padding_mask)
+            audio_codes, code_lengths = encoded.audio_codes, encoded.code_lengths
+        else:
+            code_lengths = self.code_lengths_for(sample_lengths).clamp(max=audio_codes.shape[-1])
+        audio_values = self.decode(audio_codes, code_lengths=code_lengths).audio_values
+        audio_values = audio_values[..., : input_values.shape[-1]]
+        audio_values = zero_padding(audio_values, lengths_if_padded(sample_lengths, input_values.shape[-1]))
+        return XcodecOutput(audio_codes=audio_codes, audio_values=audio_values, code_lengths=code_lengths)
 
     # ---- padded batches -------------------------------------------------------------
 
@@ -228,12 +426,11 @@ class XcodecModel(CodecModel):
         *,
         bandwidth: float | None = None,
     ) -> TokenizeResult:
-        """Codes of a padded batch, each item's equal to encoding it alone.
+        """Codes of a padded batch in one model call, each item's equal to encoding it alone.
 
-        waveforms: (batch, samples), zero-padded past ``lengths`` (batch,).
-        Items of one length are encoded together; X-Codec takes no padding mask (the
-        teacher's GroupNorm and attention see every sample), so cropping each item is
-        the only way to get the codes of its own audio.
+        waveforms: (batch, samples), padded past ``lengths`` (batch,) with anything (the
+        padding is masked, see :meth:`encode`). Item i gets ``code_lengths_for(length_i)``
+        frames; its codes after them are 0.
         """
         if waveforms.dim() != 2:
             raise AudioError(f"waveforms must be (batch, samples), got {tuple(waveforms.shape)}")
@@ -242,29 +439,21 @@ class XcodecModel(CodecModel):
             raise AudioError("tokenize got an empty batch")
         lengths = _full_lengths(lengths, batch, num_samples, "lengths")
         num_quantizers = self.config.num_quantizers_for_bandwidth(bandwidth)
-        encoded: dict[int, torch.Tensor] = {}
-        for length, items in _groups_by_length(lengths):
-            codes = self.encode(
-                waveforms[items, None, :length].to(self.device, self.dtype), bandwidth
-            ).audio_codes
-            for row, item in enumerate(items.tolist()):
-                encoded[item] = codes[row]
-        max_frames = max(codes.shape[-1] for codes in encoded.values())
-        audio_codes = torch.zeros(batch, num_quantizers, max_frames, dtype=torch.long, device=self.device)
-        code_lengths = torch.zeros(batch, dtype=torch.long)
-        for item, codes in encoded.items():
-            audio_codes[item, :, : codes.shape[-1]] = codes
-            code_lengths[item] = codes.shape[-1]
-        return TokenizeResult(audio_codes=audio_codes, code_lengths=code_lengths)
+        encoded = self._encode(
+            waveforms[:, None, :].to(self.device, self.dtype), num_quantizers, lengths.to(self.device)
+        )
+        assert encoded.code_lengths is not None
+        return TokenizeResult(audio_codes=encoded.audio_codes, code_lengths=encoded.code_lengths.cpu())
 
     @torch.no_grad()
     def detokenize(
         self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None
     ) -> DetokenizeResult:
-        """Audio (batch, samples) of padded codes (batch, num_codebooks, frames), each item decoded alone.
+        """Audio (batch, samples) of padded codes (batch, num_codebooks, frames) in one model call.
 
-        The decoder's receptive field spans many frames, so padding frames would change
-        the end of a shorter item; items of one length are decoded together.
+        Batch-invariant (see :meth:`decode`): item i's audio is its first
+        ``code_lengths[i] * hop_length`` samples, each within float rounding of its decode
+        alone, zeros after.
         """
         if audio_codes.dim() != 3:
             raise ValueError(
@@ -274,14 +463,8 @@ class XcodecModel(CodecModel):
         if batch == 0:
             raise ValueError("detokenize got an empty batch")
         code_lengths = _full_lengths(code_lengths, batch, frames, "code_lengths")
-        audio = torch.zeros(
-            batch, int(code_lengths.max()) * self.hop_length, dtype=self.dtype, device=self.device
-        )
-        lengths = torch.zeros(batch, dtype=torch.long)
-        for num_frames, items in _groups_by_length(code_lengths):
-            values = self.decode(audio_codes[items, :, :num_frames]).audio_values[:, 0]
-            audio[items.to(self.device), : values.shape[-1]] = values
-            lengths[items] = values.shape[-1]
+        audio = self.decode(audio_codes, code_lengths=code_lengths).audio_values[:, 0]
+        lengths = self.acoustic_decoder.output_lengths(code_lengths)
         return DetokenizeResult(audio=audio, lengths=lengths)
 
     # ---- checkpoints (the I/O lives in xcodec.checkpoints.xcodec) --------------------
@@ -323,9 +506,3 @@ def _full_lengths(lengths: torch.Tensor | None, batch: int, full: int, name: str
     if batch and (int(lengths.min()) < 1 or int(lengths.max()) > full):
         raise ValueError(f"{name} must lie in 1..{full}, got {lengths.tolist()}")
     return lengths
-
-
-def _groups_by_length(lengths: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-    """(length, item indices) for each distinct length, longest first."""
-    for length in sorted(set(lengths.tolist()), reverse=True):
-        yield int(length), torch.nonzero(lengths == length).flatten()

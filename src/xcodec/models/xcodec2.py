@@ -390,7 +390,8 @@ class Xcodec2Model(CodecModel):
         """Encode a padded batch of 16 kHz mono waveforms (batch, samples), batch-invariantly.
 
         Builds the features itself (X-Codec2 feature extractor, each item cut to its
-        length first). Item i's codes are exactly those it gets alone; ``code_lengths`` is
+        length first). Item i's codes are exactly those it gets alone, 0 after its
+        ``code_lengths[i]`` frames; ``code_lengths`` is
         the number the reference returns for it alone, ``ceil((length + 1) / hop_length)``
         (the +1 is the extractor's "always pad" sample). ``bandwidth`` is ignored (one codebook).
         """
@@ -411,8 +412,9 @@ class Xcodec2Model(CodecModel):
             batch_invariant=True,
         )
         assert encoded.code_lengths is not None
+        code_lengths = encoded.code_lengths.long()
         return TokenizeResult(
-            audio_codes=encoded.audio_codes.long(), code_lengths=encoded.code_lengths.long()
+            audio_codes=zero_padding(encoded.audio_codes.long(), code_lengths), code_lengths=code_lengths
         )
 
     def detokenize(

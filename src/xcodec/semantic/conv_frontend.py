@@ -18,6 +18,7 @@ from torch import nn
 from xcodec.checkpoints.common import fold_weight_norm, unfold_weight_norm
 from xcodec.configs.ssl import SslEncoderConfig
 from xcodec.errors import CheckpointError
+from xcodec.layers.masking import conv1d_output_lengths, masked_group_norm, zero_padding
 
 __all__ = [
     "ConvFeatureEncoder",
@@ -83,12 +84,17 @@ class _ConvLayer(nn.Module):
             self.layer_norm = None
         self.activation = activation_function(config.feat_extract_activation)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """lengths: (batch,) valid output frames of this conv per item, or None (all valid).
+
+        The conv has no padding, so its valid outputs never read past an item's end; only
+        the GroupNorm, whose statistics span the whole time axis, needs the lengths.
+        """
         hidden_states = self.conv(hidden_states)
         if self.layer_norm is not None and self.norm_is_channels_last:
             hidden_states = self.layer_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        elif self.layer_norm is not None:
-            hidden_states = self.layer_norm(hidden_states)
+        elif isinstance(self.layer_norm, nn.GroupNorm):
+            hidden_states = masked_group_norm(hidden_states, self.layer_norm, lengths)
         return self.activation(hidden_states)
 
 
@@ -107,12 +113,28 @@ class ConvFeatureEncoder(nn.Module):
             )
         self.conv_layers = nn.ModuleList(_ConvLayer(config, i, norm) for i, norm in enumerate(norms))
 
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        """(batch, samples) waveform -> (batch, conv_dim[-1], frames) features."""
+    def forward(self, input_values: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, samples) waveform -> (batch, conv_dim[-1], frames) features.
+
+        lengths: (batch,) valid samples per item, or None. With lengths, item i's first
+        ``output_lengths(lengths)[i]`` frames equal its alone-run (the first layer's
+        GroupNorm takes its statistics over the item's own frames); later frames are
+        unspecified.
+        """
         hidden_states = input_values[:, None, :]
         for conv_layer in self.conv_layers:
-            hidden_states = conv_layer(hidden_states)
+            assert isinstance(conv_layer, _ConvLayer)
+            if lengths is not None:
+                lengths = conv1d_output_lengths(conv_layer.conv, lengths)
+            hidden_states = conv_layer(hidden_states, lengths)
         return hidden_states
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(batch,) valid samples -> (batch,) valid frames (0 for an item too short for one)."""
+        for conv_layer in self.conv_layers:
+            assert isinstance(conv_layer, _ConvLayer)
+            lengths = conv1d_output_lengths(conv_layer.conv, lengths)
+        return lengths
 
 
 class FeatureProjection(nn.Module):
@@ -151,12 +173,17 @@ class PositionalConvEmbedding(nn.Module):
         self.num_pad_remove = 1 if kernel_size % 2 == 0 else 0
         self.activation = activation_function(config.feat_extract_activation)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, frames, hidden) -> (batch, frames, hidden) position embeddings."""
+    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, frames, hidden) -> (batch, frames, hidden) position embeddings.
+
+        lengths: (batch,) valid frames per item (batch-invariant path), or None. With
+        lengths the padded frames are zeroed right before the conv, after the batch norm,
+        which is where an item alone meets the conv's zero padding.
+        """
         hidden_states = hidden_states.transpose(1, 2)
         if self.batch_norm is not None:
             hidden_states = self.batch_norm(hidden_states)
-        hidden_states = self.conv(hidden_states)
+        hidden_states = self.conv(zero_padding(hidden_states, lengths))
         if self.num_pad_remove:
             hidden_states = hidden_states[:, :, : -self.num_pad_remove]
         return self.activation(hidden_states).transpose(1, 2)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xcodec.configs.ssl import HubertConfig, SslEncoderConfig
+from xcodec.layers.masking import attention_key_mask
 from xcodec.semantic.conv_frontend import (
     ConvFeatureEncoder,
     FeatureProjection,
@@ -101,18 +102,31 @@ class HubertTransformer(nn.Module):
         self.layers = nn.ModuleList(HubertEncoderLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(
-        self, hidden_states: torch.Tensor, frame_mask: torch.Tensor | None, *, mean_only: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        frame_mask: torch.Tensor | None,
+        *,
+        mean_only: bool = False,
+        frame_lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """(batch, frames, hidden) projected features -> every hidden state (or their mean).
 
-        frame_mask: (batch, frames) bool, True on valid frames, or None for all valid.
+        frame_mask: (batch, frames) bool, True on valid frames, or None for all valid (the
+            reference's masking).
+        frame_lengths: (batch,) valid frames per item, the batch-invariant path (instead of
+            ``frame_mask``): padded frames are zeroed where the positional conv reads them
+            and never attended to, so each item's valid frames equal its alone-run.
         """
         key_mask = None
-        if frame_mask is not None:
+        if frame_lengths is not None:
+            if frame_mask is not None:
+                raise ValueError("pass frame_mask or frame_lengths, not both")
+            key_mask = attention_key_mask(frame_lengths, hidden_states.shape[1])
+        elif frame_mask is not None:
             # Padded frames are zeroed before the positional conv sees them.
             hidden_states = torch.where(frame_mask[:, :, None], hidden_states, 0.0)
             key_mask = frame_mask[:, None, None, :]
-        hidden_states = hidden_states + self.pos_conv_embed(hidden_states)
+        hidden_states = hidden_states + self.pos_conv_embed(hidden_states, frame_lengths)
         if not self.stable_layer_norm:
             hidden_states = self.layer_norm(hidden_states)
         collected = HiddenStateAccumulator(mean_only=mean_only)
@@ -145,32 +159,55 @@ class HubertEncoder(nn.Module):
         self.encoder = HubertTransformer(config)
 
     def _run(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None, mean_only: bool
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        mean_only: bool,
+        lengths: torch.Tensor | None,
     ) -> tuple[torch.Tensor, ...]:
-        features = self.feature_extractor(input_values).transpose(1, 2)
+        if lengths is not None and attention_mask is not None:
+            raise ValueError("pass attention_mask or lengths, not both")
+        features = self.feature_extractor(input_values, lengths).transpose(1, 2)
         frame_mask = None
         if attention_mask is not None:
             frame_mask = feature_frame_mask(attention_mask, features.shape[1], self.config)
+        frame_lengths = None if lengths is None else self.feature_extractor.output_lengths(lengths)
         hidden_states = self.feature_projection(features)
-        return self.encoder(hidden_states, frame_mask, mean_only=mean_only)
+        return self.encoder(hidden_states, frame_mask, mean_only=mean_only, frame_lengths=frame_lengths)
 
     def forward(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Every hidden state, each (batch, frames, hidden_size).
 
         input_values: (batch, samples) float waveform.
-        attention_mask: (batch, samples), 1 on valid samples (right padding), or None.
+        attention_mask: (batch, samples), 1 on valid samples (right padding), or None:
+            masks as the reference does (its conv GroupNorm still sees the padding).
+        lengths: (batch,) valid samples per item, or None: the batch-invariant path, each
+            item's first ``feature_extractor.output_lengths(lengths)`` frames equal its
+            alone-run (GroupNorm statistics, positional conv and attention keys over the
+            item's own frames); later frames are unspecified. Not with ``attention_mask``.
         Returns ``num_hidden_layers + 1`` tensors: the embedding output (positional conv
         added, normed for post-norm models), then each layer's output; exactly the
         reference's ``output_hidden_states=True`` tuple. ``frames`` is
         ``conv_output_lengths(samples)`` (samples // 320, minus 1 when samples % 320 < 80,
         for the base conv stack).
         """
-        return self._run(input_values, attention_mask, mean_only=False)
+        return self._run(input_values, attention_mask, mean_only=False, lengths=lengths)
 
     def mean_hidden_states(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mean over all ``num_hidden_layers + 1`` hidden states, (batch, frames, hidden_size)."""
-        return self._run(input_values, attention_mask, mean_only=True)[0]
+        """Mean over all ``num_hidden_layers + 1`` hidden states, (batch, frames, hidden_size).
+
+        Arguments as in :meth:`forward`; the mean is over layers, frame by frame.
+        """
+        return self._run(input_values, attention_mask, mean_only=True, lengths=lengths)[0]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xcodec.configs.ssl import WavLMConfig
+from xcodec.layers.masking import attention_key_mask
 from xcodec.semantic.conv_frontend import (
     ConvFeatureEncoder,
     FeatureProjection,
@@ -190,21 +191,37 @@ class WavLMTransformer(nn.Module):
         )
 
     def forward(
-        self, hidden_states: torch.Tensor, frame_mask: torch.Tensor | None, *, mean_only: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        frame_mask: torch.Tensor | None,
+        *,
+        mean_only: bool = False,
+        frame_lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """(batch, frames, hidden) projected features -> every hidden state (or their mean).
 
-        frame_mask: (batch, frames) bool, True on valid frames, or None for all valid.
+        frame_mask: (batch, frames) bool, True on valid frames, or None for all valid (the
+            reference's masking).
+        frame_lengths: (batch,) valid frames per item, the batch-invariant path (instead of
+            ``frame_mask``): padded frames are zeroed where the positional conv reads them
+            and never attended to. The relative position bias depends only on the distance
+            between two frames, so an item's valid (query, key) pairs get the bias they get
+            alone.
         """
         key_padding_bias = None
-        if frame_mask is not None:
+        if frame_lengths is not None:
+            if frame_mask is not None:
+                raise ValueError("pass frame_mask or frame_lengths, not both")
+            frame_mask = attention_key_mask(frame_lengths, hidden_states.shape[1])[:, 0, 0, :]
+        elif frame_mask is not None:
             # Padded frames are zeroed before the positional conv sees them.
             hidden_states = torch.where(frame_mask[:, :, None], hidden_states, 0.0)
+        if frame_mask is not None:
             key_padding_bias = torch.zeros(
                 frame_mask.shape, dtype=hidden_states.dtype, device=frame_mask.device
             )
             key_padding_bias = key_padding_bias.masked_fill(~frame_mask, float("-inf"))[:, None, None, :]
-        hidden_states = hidden_states + self.pos_conv_embed(hidden_states)
+        hidden_states = hidden_states + self.pos_conv_embed(hidden_states, frame_lengths)
         if not self.stable_layer_norm:
             hidden_states = self.layer_norm(hidden_states)
         first_attention = self.layers[0].attention
@@ -254,29 +271,52 @@ class WavLMEncoder(nn.Module):
                 module.use_sdpa = value
 
     def _run(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None, mean_only: bool
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        mean_only: bool,
+        lengths: torch.Tensor | None,
     ) -> tuple[torch.Tensor, ...]:
-        features = self.feature_extractor(input_values).transpose(1, 2)
+        if lengths is not None and attention_mask is not None:
+            raise ValueError("pass attention_mask or lengths, not both")
+        features = self.feature_extractor(input_values, lengths).transpose(1, 2)
         frame_mask = None
         if attention_mask is not None:
             frame_mask = feature_frame_mask(attention_mask, features.shape[1], self.config)
+        frame_lengths = None if lengths is None else self.feature_extractor.output_lengths(lengths)
         hidden_states = self.feature_projection(features)
-        return self.encoder(hidden_states, frame_mask, mean_only=mean_only)
+        return self.encoder(hidden_states, frame_mask, mean_only=mean_only, frame_lengths=frame_lengths)
 
     def forward(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        lengths: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Every hidden state, each (batch, frames, hidden_size).
 
         input_values: (batch, samples) float waveform.
-        attention_mask: (batch, samples), 1 on valid samples (right padding), or None.
+        attention_mask: (batch, samples), 1 on valid samples (right padding), or None:
+            masks as the reference does (its conv GroupNorm still sees the padding).
+        lengths: (batch,) valid samples per item, or None: the batch-invariant path, each
+            item's first ``feature_extractor.output_lengths(lengths)`` frames equal its
+            alone-run (GroupNorm statistics, positional conv and attention keys over the
+            item's own frames); later frames are unspecified. Not with ``attention_mask``.
         Returns ``num_hidden_layers + 1`` tensors: the embedding output, then each
         layer's output; exactly the reference's ``output_hidden_states=True`` tuple.
         """
-        return self._run(input_values, attention_mask, mean_only=False)
+        return self._run(input_values, attention_mask, mean_only=False, lengths=lengths)
 
     def mean_hidden_states(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        lengths: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mean over all ``num_hidden_layers + 1`` hidden states, (batch, frames, hidden_size)."""
-        return self._run(input_values, attention_mask, mean_only=True)[0]
+        """Mean over all ``num_hidden_layers + 1`` hidden states, (batch, frames, hidden_size).
+
+        Arguments as in :meth:`forward`; the mean is over layers, frame by frame.
+        """
+        return self._run(input_values, attention_mask, mean_only=True, lengths=lengths)[0]
