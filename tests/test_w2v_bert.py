@@ -211,3 +211,26 @@ def test_full_size_xcodec2_encoder_matches_reference() -> None:
         expected = reference(features, attention_mask=mask).last_hidden_state
         actual = ours(features, mask)
     assert (actual - expected).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("first_query", "queries", "frames", "left", "right"),
+    [
+        (0, 5, 5, 64, 8),
+        (0, 300, 300, 64, 8),
+        (256, 44, 300, 64, 8),
+        (3, 4, 9, 2, 1),
+        (0, 1, 1, 3, 3),
+        (7, 2, 9, 0, 0),
+    ],
+)
+def test_relative_bias_equals_the_clamped_distance_lookup(
+    first_query: int, queries: int, frames: int, left: int, right: int
+) -> None:
+    from xcodec.semantic.w2v_bert import relative_bias
+
+    per_distance = torch.randn(2, 3, queries, left + right + 1)
+    rows = torch.arange(first_query, first_query + queries)[:, None]
+    distance = (torch.arange(frames)[None, :] - rows).clamp(-left, right) + left  # (queries, frames)
+    expected = per_distance.gather(-1, distance.expand(2, 3, queries, frames))
+    assert torch.equal(relative_bias(per_distance, first_query, frames, left, right), expected)

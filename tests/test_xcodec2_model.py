@@ -228,7 +228,13 @@ def test_alias_free_filters_and_activation_match_reference() -> None:
     ours.load_state_dict(reference.state_dict())
     signal = torch.randn(3, 6, 101)
     with torch.no_grad():
-        assert torch.equal(ours(signal), reference(signal))
+        expected = reference(signal)
+        # The literal form is the reference's arithmetic; the polyphase form (the default)
+        # sums the same products in another order.
+        assert torch.equal(ours.reference_forward(signal), expected)
+        polyphase = ours(signal)
+    assert not torch.equal(polyphase, ours.act(signal))  # the activation did run
+    assert (polyphase - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 def test_decoder_rotary_over_heads_is_position_blind() -> None:
@@ -251,6 +257,26 @@ def test_decoder_rotary_over_heads_is_position_blind() -> None:
         over_time = layer(x, (cos_t[None, None], sin_t[None, None]))
     assert (over_heads - without).abs().max().item() < 1e-5
     assert (over_time - without).abs().max().item() > 1e-3
+
+
+def test_rotation_over_heads_is_optional(reference_and_ours: tuple[Any, Xcodec2Model, Path]) -> None:
+    """Skipped by default (it cannot change attention); switched on, the decode is the same audio."""
+    reference, ours, _ = reference_and_ours
+    codes = torch.randint(0, ours.codebook_size, (2, 1, 23), generator=torch.Generator().manual_seed(4))
+    decoder = ours.acoustic_decoder
+    assert not decoder.rotate_over_heads
+    with torch.no_grad():
+        expected = reference.decode(audio_codes=codes).audio_values
+    with torch.inference_mode():
+        skipped = ours.decode(codes).audio_values
+        decoder.rotate_over_heads = True
+        try:
+            rotated = ours.decode(codes).audio_values
+        finally:
+            decoder.rotate_over_heads = False
+    for audio in (skipped, rotated):
+        assert (audio - expected).abs().max().item() <= AUDIO_TOLERANCE
+    assert not torch.equal(skipped, rotated)  # the switch does change the arithmetic
 
 
 def test_config_reads_and_writes_transformers_layout() -> None:

@@ -9,6 +9,14 @@ Every ``forward`` takes optional per-item ``lengths`` (batch,) of valid input st
 padding is zeroed before each zero-padded conv and the anti-aliasing filters replicate
 each item's last valid step, so the valid outputs equal each item's alone-run (batch
 invariance); ``lengths=None`` is the plain (reference) computation.
+
+The stem and the leading blocks, which run at 1/64 of the audio rate or faster, go
+through :func:`xcodec.layers.chunking.run_chunked` in time chunks of
+``chunk_samples`` (with a halo wider than their reach, :meth:`AcousticEncoder.leading_reach`),
+the rest whole: same outputs up to float summation order, a fraction of the memory, and
+no page-fault storm on long inputs (measured in bench/RESULTS.md). Activations are
+stored time-major throughout (:mod:`xcodec.layers.layout`), for the CPU's
+channels-last convolution kernels; the output is too.
 """
 
 from __future__ import annotations
@@ -21,9 +29,27 @@ import torch
 from torch import nn
 
 from xcodec.layers.alias_free import AntiAliasedActivation1d
+from xcodec.layers.chunking import run_chunked
+from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, zero_padding
 
 __all__ = ["AcousticEncoder", "EncoderBlock", "ResidualUnit"]
+
+# Blocks whose output runs at 1/64 of the audio rate or faster are run in time chunks.
+# The next block (stride 5 -> 1/320) would widen the halo from 2 k to 8 k samples on
+# each side, while its tensors are already small.
+_CHUNKED_MAX_STRIDE = 64
+# 32768 samples (2 s) of audio per chunk: the chunk's largest tensor (48 channels x 2
+# phases x 35 k steps, 13 MB) stays under glibc's mmap threshold, and the 2 x 2048-sample
+# halo adds 12% to the chunked blocks' work. 16 k and 64 k chunks measured no faster.
+DEFAULT_CHUNK_SAMPLES = 32768
+
+
+def _conv_reach(conv: nn.Conv1d) -> int:
+    """Input steps an output of ``conv`` reads on its farther side, from its own position."""
+    (kernel,), (dilation,), padding = conv.kernel_size, conv.dilation, conv.padding
+    assert not isinstance(padding, str)
+    return max(padding[0], (kernel - 1) * dilation - padding[0])
 
 
 class ResidualUnit(nn.Module):
@@ -39,8 +65,12 @@ class ResidualUnit(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         # Every stage keeps the length, so the reference's "crop the skip to the branch
         # length" step never fires and is left out. conv2 has one tap: no border to hide.
-        branch = self.conv1(zero_padding(self.snake1(x, lengths), lengths))
-        return x + self.conv2(self.snake2(branch, lengths))
+        branch = conv1d_time_major(self.conv1, zero_padding(self.snake1(x, lengths), lengths))
+        return x + conv1d_time_major(self.conv2, self.snake2(branch, lengths))
+
+    def reach(self) -> int:
+        """Input steps an output depends on, either side (conv2 has one tap)."""
+        return self.snake1.reach() + _conv_reach(self.conv1) + self.snake2.reach()
 
 
 class EncoderBlock(nn.Module):
@@ -60,16 +90,27 @@ class EncoderBlock(nn.Module):
         """x: (batch, C, T); valid outputs: :meth:`output_lengths` of ``lengths``."""
         for unit in (self.res_unit1, self.res_unit2, self.res_unit3):
             x = unit(x, lengths)
-        return self.conv1(zero_padding(self.snake1(x, lengths), lengths))
+        return conv1d_time_major(self.conv1, zero_padding(self.snake1(x, lengths), lengths))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return conv1d_output_lengths(self.conv1, lengths)
+
+    def reach(self) -> int:
+        """Input steps an output depends on, either side of its position ``j * stride``."""
+        units = (self.res_unit1, self.res_unit2, self.res_unit3)
+        return sum(unit.reach() for unit in units) + self.snake1.reach() + _conv_reach(self.conv1)
 
 
 class AcousticEncoder(nn.Module):
     """(batch, 1, samples) -> (batch, hidden_size, samples / prod(ratios)); samples must divide evenly."""
 
-    def __init__(self, base_channels: int, ratios: Sequence[int], hidden_size: int) -> None:
+    def __init__(
+        self,
+        base_channels: int,
+        ratios: Sequence[int],
+        hidden_size: int,
+        chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv1d(1, base_channels, kernel_size=7, padding=3)
         self.block = nn.ModuleList(
@@ -78,17 +119,54 @@ class AcousticEncoder(nn.Module):
         out_channels = base_channels * 2 ** len(ratios)
         self.snake1 = AntiAliasedActivation1d(out_channels)
         self.conv2 = nn.Conv1d(out_channels, hidden_size, kernel_size=3, padding=1)
+        # Time chunk of the leading blocks, in samples (0: run them whole). A multiple of
+        # their total stride; tests shrink it to cross many chunk joins on short audio.
+        self.chunk_samples = chunk_samples
+        self.num_chunked_blocks = 0
+        stride = 1
+        for ratio in ratios:
+            if stride * ratio > _CHUNKED_MAX_STRIDE:
+                break
+            stride *= ratio
+            self.num_chunked_blocks += 1
+        self.chunked_stride = stride
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """waveform: (batch, 1, samples); lengths: (batch,) valid samples or None.
 
         Returns (batch, hidden_size, frames); valid frames per item: :meth:`output_lengths`.
         """
-        x = self.conv1(zero_padding(waveform, lengths))
-        for block in self._blocks():
+        blocks = self._blocks()
+        leading, trailing = blocks[: self.num_chunked_blocks], blocks[self.num_chunked_blocks :]
+        stride = self.chunked_stride
+        chunk = self.chunk_samples // stride * stride
+        if chunk and waveform.shape[-1] % stride == 0:
+            halo = -(-(self.leading_reach() + stride) // stride) * stride
+            x = run_chunked(self._leading, waveform, lengths, chunk=chunk, halo=halo, down=stride)
+        else:
+            x = self._leading(waveform, lengths)
+        for block in leading:
+            lengths = None if lengths is None else block.output_lengths(lengths)
+        for block in trailing:
             x = block(x, lengths)
             lengths = None if lengths is None else block.output_lengths(lengths)
-        return self.conv2(zero_padding(self.snake1(x, lengths), lengths))
+        return conv1d_time_major(self.conv2, zero_padding(self.snake1(x, lengths), lengths))
+
+    def _leading(self, waveform: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The stem and the chunked blocks: (batch, 1, samples) -> (batch, C, samples / chunked_stride)."""
+        x = conv1d_time_major(self.conv1, zero_padding(waveform, lengths))
+        for block in self._blocks()[: self.num_chunked_blocks]:
+            x = block(x, lengths)
+            lengths = None if lengths is None else block.output_lengths(lengths)
+        return x
+
+    def leading_reach(self) -> int:
+        """Samples an output of :meth:`_leading` depends on, either side of its position."""
+        reach, rate = _conv_reach(self.conv1), 1
+        for block in self._blocks()[: self.num_chunked_blocks]:
+            reach += rate * block.reach()
+            rate *= block.conv1.stride[0]
+        return reach
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames an item of ``lengths`` samples gets alone (every conv after the blocks keeps length)."""

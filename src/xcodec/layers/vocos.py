@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import masked_group_norm, zero_padding
 
 __all__ = [
@@ -62,12 +63,18 @@ class ResNetBlock(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (batch, time, C); lengths: (batch,) valid frames or None (all valid)."""
+        """x: (batch, time, C); lengths: (batch,) valid frames or None (all valid).
+
+        The convs read the (batch, time, C) storage directly as channels-last
+        (:func:`xcodec.layers.layout.conv1d_time_major`): no transposing copy.
+        """
         x = x.transpose(1, 2)
-        h = self.conv1(zero_padding(F.silu(masked_group_norm(x, self.norm1, lengths)), lengths))
+        h = conv1d_time_major(
+            self.conv1, zero_padding(F.silu(masked_group_norm(x, self.norm1, lengths)), lengths)
+        )
         h = F.silu(masked_group_norm(h, self.norm2, lengths))
         h = F.dropout(h, p=self.dropout, training=self.training)
-        return (self.conv2(zero_padding(h, lengths)) + x).transpose(1, 2)
+        return (conv1d_time_major(self.conv2, zero_padding(h, lengths)) + x).transpose(1, 2)
 
 
 class RMSNorm(nn.Module):
@@ -176,7 +183,11 @@ class MLP(nn.Module):
         self.activation = activation_function(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation(self.fc1(x)))
+        hidden = self.fc1(x)
+        if self.activation is F.silu and not (torch.is_grad_enabled() and hidden.requires_grad):
+            # In place: the (time, intermediate) tensor is the layer's largest; no copy of it.
+            return self.fc2(F.silu(hidden, inplace=True))
+        return self.fc2(self.activation(hidden))
 
 
 class TransformerLayer(nn.Module):
