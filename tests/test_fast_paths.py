@@ -15,6 +15,7 @@ from torch import nn
 from xcodec.layers.alias_free import AntiAliasedActivation1d
 from xcodec.layers.bigcodec import AcousticEncoder
 from xcodec.layers.chunking import run_chunked
+from xcodec.layers.dac import DacDecoder, DacEncoder, Snake1d
 from xcodec.layers.layout import conv1d_time_major, is_time_major
 
 RELATIVE = 1e-5
@@ -124,3 +125,74 @@ def test_a_halo_below_the_reach_is_visible() -> None:
         short = run_chunked(encoder._leading, waveform, None, chunk=1024, halo=stride, down=stride)
     assert _relative_difference(enough, whole) <= RELATIVE
     assert _relative_difference(short, whole) > 1e-3
+
+
+# ---- DAC (X-Codec's acoustic encoder and decoder) ------------------------------------------------
+
+
+def _dac(seed: int = 2) -> tuple[DacEncoder, DacDecoder]:
+    torch.manual_seed(seed)
+    encoder = DacEncoder(8, (8, 5, 4, 2), 16).eval()
+    decoder = DacDecoder(16, 64, (8, 5, 4, 2), odd_stride_output_padding=True, final_tanh=False).eval()
+    with torch.no_grad():
+        for module in (encoder, decoder):
+            for name, parameter in module.named_parameters():
+                if name.endswith("alpha"):
+                    parameter.uniform_(0.5, 2.0)
+    return encoder, decoder
+
+
+def test_snake_in_one_buffer_equals_the_formula() -> None:
+    snake = Snake1d(5)
+    with torch.no_grad():
+        snake.alpha.uniform_(0.2, 3.0)
+    x = torch.randn(2, 5, 33, requires_grad=True)
+    expected = x + (snake.alpha + 1e-9).reciprocal() * torch.sin(snake.alpha * x).pow(2)
+    with torch.inference_mode():
+        assert torch.equal(snake(x.detach()), expected.detach())  # same operations, same values
+    snake(x).sum().backward()  # the training path keeps the graph
+    assert x.grad is not None
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_chunked_dac_equals_the_whole_run_in_a_padded_batch(part: str) -> None:
+    encoder, decoder = _dac()
+    if part == "encoder":
+        module: DacEncoder | DacDecoder = encoder
+        inputs = 0.1 * torch.randn(3, 1, 12345)
+        lengths = torch.tensor([12345, 7001, 2000])
+        chunk = 800  # 2 000 samples of halo: several chunk joins on this short input
+    else:
+        module = decoder
+        inputs = torch.randn(3, 16, 50)
+        lengths = torch.tensor([50, 31, 9])
+        chunk = 400  # 10 frames of output per chunk
+    with torch.inference_mode():
+        module.chunk_samples = 0
+        whole, whole_padded = module(inputs), module(inputs, lengths)
+        module.chunk_samples = chunk
+        chunked, chunked_padded = module(inputs), module(inputs, lengths)
+    assert chunked.shape == whole.shape
+    assert _relative_difference(chunked, whole) <= RELATIVE
+    for index, count in enumerate(module.output_lengths(lengths).tolist()):
+        expected = whole_padded[index, :, :count]
+        assert _relative_difference(chunked_padded[index, :, :count], expected) <= RELATIVE
+
+
+def test_dac_reaches_bound_their_receptive_fields() -> None:
+    """As for X-Codec2: a nudged input moves no output beyond the computed reach."""
+    encoder, decoder = _dac(3)
+    with torch.inference_mode():
+        waveform = 0.1 * torch.randn(1, 1, 8000)
+        nudged = waveform.clone()
+        nudged[..., 4001] += 0.5
+        moved = (encoder._leading(nudged, None) != encoder._leading(waveform, None)).any(dim=1)[0]
+        distances = (torch.nonzero(moved).flatten() * encoder.chunked_stride - 4001).abs()
+        assert int(distances.max()) <= encoder.leading_reach()
+
+        steps = torch.randn(1, decoder.block[0].conv_t1.out_channels, 60)
+        nudged = steps.clone()
+        nudged[..., 30] += 1.0
+        moved = (decoder._trailing(nudged, None) != decoder._trailing(steps, None)).any(dim=1)[0]
+        positions = torch.nonzero(moved).flatten().double() / decoder.chunked_stride
+        assert float((positions - 30).abs().max()) <= decoder.trailing_reach()

@@ -90,10 +90,17 @@ def _assert_matches(ref: Any, ours: Any, x: torch.Tensor, mask: torch.Tensor | N
         got = ours(x, mask)
         mean = ours.mean_hidden_states(x, mask)
     assert len(got) == len(expected) == ours.config.num_hidden_states
+    # Relative to each tensor's peak: our conv front end sums in another order
+    # (channels-last kernels), and its outputs reach ~1e3 for random base-width weights.
     for layer, (e, g) in enumerate(zip(expected, got, strict=True)):
         assert g.shape == e.shape
-        torch.testing.assert_close(g, e, atol=ATOL, rtol=0, msg=f"hidden state {layer} differs")
-    torch.testing.assert_close(mean, torch.stack(expected, dim=1).mean(dim=1), atol=ATOL, rtol=0)
+        torch.testing.assert_close(g, e, atol=ATOL * _peak(e), rtol=0, msg=f"hidden state {layer} differs")
+    expected_mean = torch.stack(expected, dim=1).mean(dim=1)
+    torch.testing.assert_close(mean, expected_mean, atol=ATOL * _peak(expected_mean), rtol=0)
+
+
+def _peak(x: torch.Tensor) -> float:
+    return max(1.0, float(x.abs().max()))
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

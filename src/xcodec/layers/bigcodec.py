@@ -140,7 +140,7 @@ class AcousticEncoder(nn.Module):
         leading, trailing = blocks[: self.num_chunked_blocks], blocks[self.num_chunked_blocks :]
         stride = self.chunked_stride
         chunk = self.chunk_samples // stride * stride
-        if chunk and waveform.shape[-1] % stride == 0:
+        if chunk:
             halo = -(-(self.leading_reach() + stride) // stride) * stride
             x = run_chunked(self._leading, waveform, lengths, chunk=chunk, halo=halo, down=stride)
         else:

@@ -13,19 +13,45 @@ each item at that layer's input. With them the padding is zeroed before every
 convolution that reaches past a step (kernel > 1), which is what an item alone sees
 there, and the lengths follow each strided or transposed conv; each item's valid outputs
 then equal its alone-run. ``None`` (every item full) runs the plain computation.
+
+Speed (same outputs up to float summation order, pinned by tests/test_fast_paths.py):
+activations are stored time-major for the CPU's channels-last convolutions
+(:mod:`xcodec.layers.layout`); Snake runs in one buffer when no gradient is wanted; the
+encoder's leading blocks (output at 1/64 of the audio rate or faster) and the decoder's
+trailing blocks (input at 1/64 of the audio rate or faster) run in time chunks with
+halos (:mod:`xcodec.layers.chunking`), so no layer makes a tensor the size of the whole
+clip at the audio rate.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
 
+from xcodec.layers.chunking import run_chunked
+from xcodec.layers.layout import conv1d_time_major, conv_transpose1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, conv_transpose_output_lengths, zero_padding
 
 __all__ = ["DacDecoder", "DacDecoderBlock", "DacEncoder", "DacEncoderBlock", "DacResidualUnit", "Snake1d"]
+
+# Stages at 1/64 of the audio rate or faster run in time chunks (see the module docstring).
+_CHUNKED_MAX_STRIDE = 64
+# Audio samples per chunk (rounded down to a multiple of the chunked stride): 2 s.
+DEFAULT_CHUNK_SAMPLES = 32768
+
+
+def _conv_reach(conv: nn.Conv1d) -> int:
+    """Input steps an output of ``conv`` reads on its farther side, from its own position."""
+    (kernel,), (dilation,), (padding,) = conv.kernel_size, conv.dilation, _as_tuple(conv.padding)
+    return max(padding, (kernel - 1) * dilation - padding)
+
+
+def _round_up(value: float, multiple: int) -> int:
+    return -(-math.ceil(value) // multiple) * multiple
 
 
 class Snake1d(nn.Module):
@@ -36,10 +62,15 @@ class Snake1d(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, time) -> (batch, channels, time)."""
+        """(batch, channels, time) -> (batch, channels, time), in the input's memory layout."""
         # The 1e-9 keeps alpha = 0 finite; written as in DAC so the rounding is the same.
         inverse_alpha = (self.alpha + 1e-9).reciprocal()
-        return hidden_states + inverse_alpha * torch.sin(self.alpha * hidden_states).pow(2)
+        if torch.is_grad_enabled() and (hidden_states.requires_grad or self.alpha.requires_grad):
+            return hidden_states + inverse_alpha * torch.sin(self.alpha * hidden_states).pow(2)
+        # One buffer instead of four: the same operations on the same values (products and
+        # sums commute exactly, pow(2) is a product).
+        wave = torch.mul(hidden_states, self.alpha)
+        return wave.sin_().square_().mul_(inverse_alpha).add_(hidden_states)
 
 
 class DacResidualUnit(nn.Module):
@@ -58,9 +89,13 @@ class DacResidualUnit(nn.Module):
         DAC crops the skip path when the branch comes out shorter; with kernel 7 and
         padding 3·dilation it never does, so there is nothing to crop.
         """
-        branch = self.conv1(zero_padding(self.snake1(hidden_states), lengths))
-        branch = self.conv2(self.snake2(branch))
+        branch = conv1d_time_major(self.conv1, zero_padding(self.snake1(hidden_states), lengths))
+        branch = conv1d_time_major(self.conv2, self.snake2(branch))
         return hidden_states + branch
+
+    def reach(self) -> int:
+        """Steps an output depends on, either side (Snake and conv2 are pointwise)."""
+        return _conv_reach(self.conv1)
 
 
 class DacEncoderBlock(nn.Module):
@@ -84,17 +119,26 @@ class DacEncoderBlock(nn.Module):
         hidden_states = self.res_unit1(hidden_states, lengths)
         hidden_states = self.res_unit2(hidden_states, lengths)
         hidden_states = self.res_unit3(hidden_states, lengths)
-        return self.conv1(zero_padding(self.snake1(hidden_states), lengths))
+        return conv1d_time_major(self.conv1, zero_padding(self.snake1(hidden_states), lengths))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return conv1d_output_lengths(self.conv1, lengths)
+
+    def reach(self) -> int:
+        """Input steps an output depends on, either side of its position ``j * stride``."""
+        units = (self.res_unit1, self.res_unit2, self.res_unit3)
+        return sum(unit.reach() for unit in units) + _conv_reach(self.conv1)
 
 
 class DacEncoder(nn.Module):
     """Waveform (batch, 1, samples) -> latent (batch, hidden_size, frames)."""
 
     def __init__(
-        self, encoder_hidden_size: int, downsampling_ratios: Sequence[int], hidden_size: int
+        self,
+        encoder_hidden_size: int,
+        downsampling_ratios: Sequence[int],
+        hidden_size: int,
+        chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
     ) -> None:
         super().__init__()
         width = encoder_hidden_size
@@ -106,6 +150,14 @@ class DacEncoder(nn.Module):
         self.block = nn.ModuleList(blocks)
         self.snake1 = Snake1d(width)
         self.conv2 = nn.Conv1d(width, hidden_size, kernel_size=3, padding=1)
+        # Time chunk of the leading blocks in samples (0: run whole); tests shrink it.
+        self.chunk_samples = chunk_samples
+        self.num_chunked_blocks, self.chunked_stride = 0, 1
+        for stride in downsampling_ratios:
+            if self.chunked_stride * stride > _CHUNKED_MAX_STRIDE:
+                break
+            self.chunked_stride *= stride
+            self.num_chunked_blocks += 1
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, 1, samples) -> (batch, hidden_size, frames).
@@ -113,13 +165,39 @@ class DacEncoder(nn.Module):
         lengths: (batch,) valid samples per item, or None; with them item i's first
         ``output_lengths(lengths)[i]`` frames equal its alone-run, later frames are unspecified.
         """
-        hidden_states = self.conv1(zero_padding(waveform, lengths))
-        for block in self.block:
-            assert isinstance(block, DacEncoderBlock)
+        stride = self.chunked_stride
+        chunk = self.chunk_samples // stride * stride
+        if chunk:
+            halo = _round_up(self.leading_reach() + stride, stride)
+            hidden_states = run_chunked(self._leading, waveform, lengths, chunk=chunk, halo=halo, down=stride)
+        else:
+            hidden_states = self._leading(waveform, lengths)
+        blocks = self._blocks()
+        for block in blocks[: self.num_chunked_blocks]:
+            lengths = None if lengths is None else block.output_lengths(lengths)
+        for block in blocks[self.num_chunked_blocks :]:
             hidden_states = block(hidden_states, lengths)
-            if lengths is not None:
-                lengths = block.output_lengths(lengths)
-        return self.conv2(zero_padding(self.snake1(hidden_states), lengths))
+            lengths = None if lengths is None else block.output_lengths(lengths)
+        return conv1d_time_major(self.conv2, zero_padding(self.snake1(hidden_states), lengths))
+
+    def _leading(self, waveform: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The stem and the chunked blocks: (batch, 1, samples) -> (batch, C, samples / chunked_stride)."""
+        hidden_states = conv1d_time_major(self.conv1, zero_padding(waveform, lengths))
+        for block in self._blocks()[: self.num_chunked_blocks]:
+            hidden_states = block(hidden_states, lengths)
+            lengths = None if lengths is None else block.output_lengths(lengths)
+        return hidden_states
+
+    def leading_reach(self) -> int:
+        """Samples an output of the chunked blocks depends on, either side of its position."""
+        reach, rate = _conv_reach(self.conv1), 1
+        for block in self._blocks()[: self.num_chunked_blocks]:
+            reach += rate * block.reach()
+            rate *= block.conv1.stride[0]
+        return reach
+
+    def _blocks(self) -> list[DacEncoderBlock]:
+        return [cast(DacEncoderBlock, block) for block in self.block]
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """(batch,) valid samples -> (batch,) frames each item gets alone (0 if too short for one)."""
@@ -167,12 +245,22 @@ class DacDecoderBlock(nn.Module):
         last ``ceil(stride / 2)`` valid outputs, which an item alone computes from its
         own steps only.
         """
-        hidden_states = self.conv_t1(zero_padding(self.snake1(hidden_states), lengths))
+        hidden_states = conv_transpose1d_time_major(
+            self.conv_t1, zero_padding(self.snake1(hidden_states), lengths)
+        )
         if lengths is not None:
             lengths = self.output_lengths(lengths)
         hidden_states = self.res_unit1(hidden_states, lengths)
         hidden_states = self.res_unit2(hidden_states, lengths)
         return self.res_unit3(hidden_states, lengths)
+
+    def reach(self) -> float:
+        """Input steps an output depends on, either side of its position ``m / stride``."""
+        (kernel,), (stride,) = self.conv_t1.kernel_size, self.conv_t1.stride
+        (padding,) = _as_tuple(self.conv_t1.padding)
+        units = self.res_unit1.reach() + self.res_unit2.reach() + self.res_unit3.reach()
+        # Output m of the transposed conv reads inputs (m + padding - tap) / stride, tap < kernel.
+        return (max(padding, kernel - 1 - padding) + units) / stride + 1
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         conv = self.conv_t1
@@ -204,6 +292,7 @@ class DacDecoder(nn.Module):
         *,
         odd_stride_output_padding: bool = False,
         final_tanh: bool = True,
+        chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
     ) -> None:
         super().__init__()
         width = decoder_hidden_size
@@ -217,6 +306,15 @@ class DacDecoder(nn.Module):
         self.snake1 = Snake1d(width)
         self.conv2 = nn.Conv1d(width, 1, kernel_size=7, padding=3)
         self.final_tanh = final_tanh
+        # Audio samples of output per chunk of the trailing blocks (0: run whole).
+        self.chunk_samples = chunk_samples
+        # The trailing blocks whose input runs at 1/64 of the audio rate or faster.
+        self.num_whole_blocks, self.chunked_stride = len(upsampling_ratios), 1
+        for stride in reversed(upsampling_ratios):
+            if self.chunked_stride * stride > _CHUNKED_MAX_STRIDE:
+                break
+            self.chunked_stride *= stride
+            self.num_whole_blocks -= 1
 
     def forward(self, latent: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, hidden_size, frames) -> (batch, 1, samples).
@@ -224,14 +322,35 @@ class DacDecoder(nn.Module):
         lengths: (batch,) valid frames per item, or None; with them item i's first
         ``output_lengths(lengths)[i]`` samples equal its alone-run, later samples are unspecified.
         """
-        hidden_states = self.conv1(zero_padding(latent, lengths))
-        for block in self.block:
-            assert isinstance(block, DacDecoderBlock)
+        hidden_states = conv1d_time_major(self.conv1, zero_padding(latent, lengths))
+        for block in self._blocks()[: self.num_whole_blocks]:
             hidden_states = block(hidden_states, lengths)
-            if lengths is not None:
-                lengths = block.output_lengths(lengths)
-        waveform = self.conv2(zero_padding(self.snake1(hidden_states), lengths))
+            lengths = None if lengths is None else block.output_lengths(lengths)
+        up = self.chunked_stride
+        chunk = self.chunk_samples // up
+        if chunk and self.num_whole_blocks < len(self.block):
+            halo = math.ceil(self.trailing_reach()) + 1
+            waveform = run_chunked(self._trailing, hidden_states, lengths, chunk=chunk, halo=halo, up=up)
+        else:
+            waveform = self._trailing(hidden_states, lengths)
         return torch.tanh(waveform) if self.final_tanh else waveform
+
+    def _trailing(self, hidden_states: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The chunked blocks and the output conv: (batch, C, steps) -> (batch, 1, steps * chunked_stride)."""
+        for block in self._blocks()[self.num_whole_blocks :]:
+            hidden_states = block(hidden_states, lengths)
+            lengths = None if lengths is None else block.output_lengths(lengths)
+        return conv1d_time_major(self.conv2, zero_padding(self.snake1(hidden_states), lengths))
+
+    def trailing_reach(self) -> float:
+        """Input steps of the chunked blocks an output sample depends on, either side of its position."""
+        reach = float(_conv_reach(self.conv2))
+        for block in reversed(self._blocks()[self.num_whole_blocks :]):
+            reach = reach / block.conv_t1.stride[0] + block.reach()
+        return reach
+
+    def _blocks(self) -> list[DacDecoderBlock]:
+        return [cast(DacDecoderBlock, block) for block in self.block]
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """(batch,) valid frames -> (batch,) samples each item gets alone."""

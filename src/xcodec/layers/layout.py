@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv1d_time_major", "is_time_major", "time_major"]
+__all__ = ["conv1d_time_major", "conv_transpose1d_time_major", "is_time_major", "time_major"]
 
 
 def is_time_major(x: torch.Tensor) -> bool:
@@ -47,6 +47,24 @@ def conv1d_time_major(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
         conv.bias,
         stride=(1, stride),
         padding=(0, padding),
+        dilation=(1, dilation),
+    )
+    return time_major(output.squeeze(2))
+
+
+def conv_transpose1d_time_major(conv: nn.ConvTranspose1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a transposed convolution, computed channels-last (see :func:`conv1d_time_major`)."""
+    (stride,), (dilation,), (output_padding,) = conv.stride, conv.dilation, conv.output_padding
+    if isinstance(conv.padding, str) or conv.padding_mode != "zeros" or conv.groups != 1:
+        raise ValueError("conv_transpose1d_time_major takes zero-padded, ungrouped convolutions")
+    (padding,) = conv.padding
+    output = F.conv_transpose2d(
+        time_major(x).unsqueeze(2),
+        conv.weight.unsqueeze(2),
+        conv.bias,
+        stride=(1, stride),
+        padding=(0, padding),
+        output_padding=(0, output_padding),
         dilation=(1, dilation),
     )
     return time_major(output.squeeze(2))
