@@ -108,7 +108,10 @@ def _memory_report(reset_ok: bool) -> dict[str, float | None]:
 
 
 # ---------------------------------------------------------------------------- models
-def _load_model(impl: str, codec: str, weights: str, dtype: torch.dtype) -> torch.nn.Module:
+def _load_model(
+    impl: str, codec: str, weights: str, dtype: torch.dtype, parts: str = "all"
+) -> torch.nn.Module:
+    """The reference loads everything (it has no choice); ours loads ``parts``."""
     if impl == "reference":
         import transformers
 
@@ -117,11 +120,11 @@ def _load_model(impl: str, codec: str, weights: str, dtype: torch.dtype) -> torc
     elif codec == "xcodec2":
         from xcodec.models.xcodec2 import Xcodec2Model
 
-        model = Xcodec2Model.from_pretrained(weights, dtype=dtype)
+        model = Xcodec2Model.from_pretrained(weights, dtype=dtype, parts=parts)
     else:
         from xcodec.models.xcodec import XcodecModel
 
-        model = XcodecModel.from_pretrained(weights, dtype=dtype)
+        model = XcodecModel.from_pretrained(weights, dtype=dtype, parts=parts)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -228,12 +231,17 @@ def _calibrate_xcodec(model: Any) -> str:
     return f"RVQ codebooks drawn from N(0, {std:.3g}^2)"
 
 
+_PARTS_FOR_OP = {"encode": "encoder", "decode": "decoder"}
+
+
 def _measure(task: dict[str, Any]) -> dict[str, Any]:
     impl, codec, op = task["impl"], task["codec"], task["op"]
     dtype = DTYPES[task.get("dtype", "float32")]
     out_dir = Path(task["out_dir"])
     t0 = time.perf_counter()
-    model = _load_model(impl, codec, task["weights"], dtype)
+    # Ours loads only the direction it runs, as `xcodec encode` / `xcodec tokenize` do.
+    parts = "all" if impl == "reference" else _PARTS_FOR_OP[op]
+    model = _load_model(impl, codec, task["weights"], dtype, parts)
     load_s = time.perf_counter() - t0
     inputs = torch.load(task["inputs"], weights_only=True)
     call = _op_call(model, codec, op, inputs, dtype)
@@ -356,15 +364,17 @@ def _long(task: dict[str, Any]) -> dict[str, Any]:
     from xcodec.api import Codec
 
     t0 = time.perf_counter()
-    model = _load_model("ours", task["codec"], task["weights"], torch.float32)
+    model = _load_model("ours", task["codec"], task["weights"], torch.float32, task.get("parts", "all"))
     codec = Codec(model, task["weights"], **task.get("codec_kwargs", {}))
     windowing = repr(getattr(codec, "windows", None))
     load_s = time.perf_counter() - t0
     inputs = torch.load(task["inputs"], weights_only=True)
     sample_rate = codec.sample_rate
     # Warm up on a short clip so one-time costs (allocations, lazy init) stay out of the figure.
-    warm = codec.encode(np.zeros(sample_rate, dtype=np.float32), sampling_rate=sample_rate)
-    codec.decode(warm)
+    if task["op"] == "encode":
+        codec.encode(np.zeros(sample_rate, dtype=np.float32), sampling_rate=sample_rate)
+    else:
+        codec.decode(inputs["audio_codes"][..., : int(codec.frame_rate)])
     gc.collect()
     rss_loaded_mb = (_status_kib("VmRSS") or 0) / KIB
     reset_ok = _reset_peak_rss()

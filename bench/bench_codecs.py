@@ -843,7 +843,15 @@ def run_long(args: argparse.Namespace, runner: Runner, cache_dir: Path) -> list[
                     codes = np.random.default_rng(0).integers(0, 65536, (1, frames))
                 tensors = {"audio_codes": torch.from_numpy(codes).long()}
             inputs = suite.inputs_file(codec, f"long-{op}", f"{length:g}min", tensors)
-            task = {"kind": "long", "codec": codec, "op": op, "weights": str(weights), "inputs": str(inputs)}
+            task = {
+                "kind": "long",
+                "codec": codec,
+                "op": op,
+                "weights": str(weights),
+                "inputs": str(inputs),
+                # As `xcodec encode` / `xcodec decode` load it: only the direction that runs.
+                "parts": "encoder" if op == "encode" else "decoder",
+            }
             result = runner.run(f"long-{codec}-{op}-{length:g}min", task, rss_cap_mb=cap_mb)
             if not result.get("ok"):
                 stopped[op] = _short(str(result.get("error")), 80)

@@ -62,3 +62,26 @@ def save_tiny_xcodec2(folder: Path, seed: int = 0) -> Xcodec2Model:
     model = tiny_xcodec2(seed)
     model.save_pretrained(folder)
     return model
+
+
+def spread_fsq_codes_(model: Xcodec2Model, seconds: float = 2.0, seed: int = 1) -> float:
+    """Scale the FSQ input projection so a noise clip's pre-quantisation values have unit spread.
+
+    A randomly initialised full-size X-Codec2 squeezes them to ~0, so every frame gets the
+    middle code; a test on such codes (window agreement, parity) could not fail. Returns
+    the scale applied. Same architecture and cost, varied codes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    waveform = 0.1 * torch.randn(1, int(seconds * model.sample_rate), generator=generator)
+    captured: list[torch.Tensor] = []
+    project_in = model.quantizer.project_in
+    handle = project_in.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    try:
+        model.tokenize(waveform)
+    finally:
+        handle.remove()
+    scale = 1.0 / float(captured[0].std())
+    with torch.no_grad():
+        project_in.weight.mul_(scale)
+        project_in.bias.mul_(scale)
+    return scale

@@ -81,12 +81,13 @@ def test_time_major_convolution_equals_conv1d(kernel: int, stride: int, dilation
 
 def test_chunked_acoustic_encoder_equals_the_whole_run_in_a_padded_batch() -> None:
     encoder = _encoder()
-    waveform = 0.1 * torch.randn(3, 1, 320 * 40)
-    lengths = torch.tensor([320 * 40, 320 * 23 + 17, 1000])
+    waveform = 0.1 * torch.randn(3, 1, 320 * 200)
+    lengths = torch.tensor([320 * 200, 320 * 130 + 17, 1000])
     with torch.inference_mode():
-        encoder.chunk_samples = 0
+        encoder.chunk_samples = encoder.trailing_chunk_samples = 0
         whole, whole_padded = encoder(waveform), encoder(waveform, lengths)
-        encoder.chunk_samples = 1024  # many chunk joins on short audio (the halo is 2048 here)
+        # Many chunk joins in both stages (halos: 2048 samples, then 130 steps of 64 samples).
+        encoder.chunk_samples, encoder.trailing_chunk_samples = 1024, 64 * 320
         chunked, chunked_padded = encoder(waveform), encoder(waveform, lengths)
         frames = encoder.output_lengths(lengths)
         assert _relative_difference(chunked, whole) <= RELATIVE

@@ -85,12 +85,14 @@ class AutoModel:
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool | None = None,
         token: str | bool | None = None,
+        parts: str = "all",
     ) -> CodecModel:
+        """Load either codec; ``parts`` ("all", "encoder", "decoder") as in the model classes."""
         path = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
         model_class = _model_class(detect_codec(path))
-        model: CodecModel = model_class.from_pretrained(path, device=device, dtype=dtype)  # type: ignore[attr-defined]
+        model: CodecModel = model_class.from_pretrained(path, device=device, dtype=dtype, parts=parts)  # type: ignore[attr-defined]
         return model
 
 

@@ -26,7 +26,8 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _load_codec(args: argparse.Namespace, model: str | None = None) -> Codec:
+def _load_codec(args: argparse.Namespace, model: str | None = None, parts: str = "all") -> Codec:
+    """The model behind the command; ``parts`` keeps only the direction it runs (less memory)."""
     from xcodec.api import load
 
     return load(
@@ -35,6 +36,7 @@ def _load_codec(args: argparse.Namespace, model: str | None = None) -> Codec:
         dtype=_DTYPES[args.dtype],
         max_batch_seconds=args.batch_seconds,
         local_files_only=args.offline or None,
+        parts=parts,
     )
 
 
@@ -79,7 +81,7 @@ def _encode_files(codec: Codec, inputs: Sequence[Path], bandwidth: float | None)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    codec = _load_codec(args)
+    codec = _load_codec(args, parts="encoder")
     inputs = [Path(p) for p in args.audio]
     args.output.mkdir(parents=True, exist_ok=True)
     results, failures = _encode_files(codec, inputs, args.bandwidth)
@@ -123,7 +125,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         loaded.append((path, codes, num_samples, model))
     if loaded:
         model_id = args.model or next((m for _, _, _, m in loaded if m), None) or DEFAULT_MODEL
-        codec = _load_codec(args, model_id)
+        codec = _load_codec(args, model_id, parts="decoder")
         outputs = dict(
             zip(
                 [p for p, *_ in loaded],

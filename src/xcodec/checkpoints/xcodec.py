@@ -416,6 +416,10 @@ def save_xcodec(model: XcodecModel, folder: Path) -> None:
     unexpected key: the acoustic convs stay plain (as in ``hf-audio/xcodec-*``) and the
     positional conv gets back the weight-norm parametrization Transformers builds.
     """
+    if model.loaded_parts != "all":
+        raise CheckpointError(
+            f"this model was loaded with parts={model.loaded_parts!r}; save a model loaded with parts='all'"
+        )
     folder = Path(folder)
     state = unfold_pos_conv_weight_norm(model.state_dict(), _SEMANTIC_PREFIX)
     g_key = _SEMANTIC_PREFIX + "encoder.pos_conv_embed.conv.parametrizations.weight.original0"

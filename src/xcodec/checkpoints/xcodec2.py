@@ -72,12 +72,18 @@ def _read_config(folder: Path) -> Xcodec2Config:
 
 
 def load_xcodec2(
-    path: Path, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    path: Path,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    *,
+    parts: str = "all",
 ) -> Xcodec2Model:
     """Build an :class:`~xcodec.models.xcodec2.Xcodec2Model` from a checkpoint folder, strictly.
 
     Every parameter must come from the checkpoint and every tensor in it must be used;
     otherwise :class:`CheckpointError` lists the keys. The model is returned in eval mode.
+    ``parts`` ("encoder", "decoder") keeps only that direction's modules: the tensors of
+    the others are dropped unread by the strict check.
     """
     from xcodec.models.xcodec2 import Xcodec2Model
 
@@ -92,6 +98,9 @@ def load_xcodec2(
         state = load_safetensors_folder(path)
     with _parameters_on_meta():
         model = Xcodec2Model(config)
+    dropped = model.drop_unused_parts(parts)
+    if dropped:
+        state = {key: value for key, value in state.items() if not key.startswith(dropped)}
     load_state_dict_strict(model, state, source=str(path), assign=True)
     model.eval()
     if device is not None or dtype is not None:
@@ -127,6 +136,10 @@ def save_xcodec2(model: Xcodec2Model, folder: Path) -> None:
     ``transformers.Xcodec2Model.from_pretrained(folder)`` and
     ``AutoFeatureExtractor.from_pretrained(folder)`` read the result.
     """
+    if model.loaded_parts != "all":
+        raise CheckpointError(
+            f"this model was loaded with parts={model.loaded_parts!r}; save a model loaded with parts='all'"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     values = model.config.to_dict()

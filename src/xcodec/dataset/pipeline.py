@@ -100,6 +100,7 @@ def load_codec(options: TokenizeOptions, device: str | None) -> Codec:
         dtype=DTYPES[options.dtype],
         max_batch_seconds=options.batch_seconds,
         local_files_only=options.offline or None,
+        parts="encoder",  # tokenizing never decodes: 442 M of X-Codec2's 629 M parameters
     )
 
 

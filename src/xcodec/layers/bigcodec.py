@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from xcodec.layers.alias_free import AntiAliasedActivation1d
-from xcodec.layers.chunking import run_chunked
+from xcodec.layers.chunking import ChunkedStage, run_chunked
 from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, zero_padding
 
@@ -43,6 +43,20 @@ _CHUNKED_MAX_STRIDE = 64
 # phases x 35 k steps, 13 MB) stays under glibc's mmap threshold, and the 2 x 2048-sample
 # halo adds 12% to the chunked blocks' work. 16 k and 64 k chunks measured no faster.
 DEFAULT_CHUNK_SAMPLES = 32768
+# The blocks after those run over 10 s of audio at a time (a 130-step halo at 1/64 rate
+# adds 10% to their work); this bounds their memory on long windows at no measured cost.
+DEFAULT_TRAILING_CHUNK_SAMPLES = 163840
+
+
+def _maybe_chunked(
+    stage: ChunkedStage, x: torch.Tensor, lengths: torch.Tensor | None, chunk: int, stride: int, reach: int
+) -> torch.Tensor:
+    """``stage(x, lengths)`` in chunks of ``chunk`` input steps (rounded to the stride), or whole if 0."""
+    chunk = chunk // stride * stride
+    if not chunk:
+        return stage(x, lengths)
+    halo = -(-(reach + stride) // stride) * stride
+    return run_chunked(stage, x, lengths, chunk=chunk, halo=halo, down=stride)
 
 
 def _conv_reach(conv: nn.Conv1d) -> int:
@@ -102,7 +116,14 @@ class EncoderBlock(nn.Module):
 
 
 class AcousticEncoder(nn.Module):
-    """(batch, 1, samples) -> (batch, hidden_size, samples / prod(ratios)); samples must divide evenly."""
+    """(batch, 1, samples) -> (batch, hidden_size, samples / prod(ratios)); samples must divide evenly.
+
+    Runs as two chunked stages (:func:`xcodec.layers.chunking.run_chunked`): the stem and
+    the blocks down to 1/64 of the audio rate over ``chunk_samples`` of audio at a time,
+    then the remaining blocks and the output conv over ``trailing_chunk_samples``, each
+    with a halo wider than its reach. 0 runs a stage whole (tests shrink both to cross
+    many chunk joins on short audio).
+    """
 
     def __init__(
         self,
@@ -110,6 +131,7 @@ class AcousticEncoder(nn.Module):
         ratios: Sequence[int],
         hidden_size: int,
         chunk_samples: int = DEFAULT_CHUNK_SAMPLES,
+        trailing_chunk_samples: int = DEFAULT_TRAILING_CHUNK_SAMPLES,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv1d(1, base_channels, kernel_size=7, padding=3)
@@ -119,9 +141,8 @@ class AcousticEncoder(nn.Module):
         out_channels = base_channels * 2 ** len(ratios)
         self.snake1 = AntiAliasedActivation1d(out_channels)
         self.conv2 = nn.Conv1d(out_channels, hidden_size, kernel_size=3, padding=1)
-        # Time chunk of the leading blocks, in samples (0: run them whole). A multiple of
-        # their total stride; tests shrink it to cross many chunk joins on short audio.
         self.chunk_samples = chunk_samples
+        self.trailing_chunk_samples = trailing_chunk_samples
         self.num_chunked_blocks = 0
         stride = 1
         for ratio in ratios:
@@ -130,35 +151,40 @@ class AcousticEncoder(nn.Module):
             stride *= ratio
             self.num_chunked_blocks += 1
         self.chunked_stride = stride
+        self.trailing_stride = math.prod(ratios) // stride
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """waveform: (batch, 1, samples); lengths: (batch,) valid samples or None.
 
         Returns (batch, hidden_size, frames); valid frames per item: :meth:`output_lengths`.
         """
-        blocks = self._blocks()
-        leading, trailing = blocks[: self.num_chunked_blocks], blocks[self.num_chunked_blocks :]
         stride = self.chunked_stride
-        chunk = self.chunk_samples // stride * stride
-        if chunk:
-            halo = -(-(self.leading_reach() + stride) // stride) * stride
-            x = run_chunked(self._leading, waveform, lengths, chunk=chunk, halo=halo, down=stride)
-        else:
-            x = self._leading(waveform, lengths)
-        for block in leading:
+        x = _maybe_chunked(self._leading, waveform, lengths, self.chunk_samples, stride, self.leading_reach())
+        for block in self._blocks()[: self.num_chunked_blocks]:
             lengths = None if lengths is None else block.output_lengths(lengths)
-        for block in trailing:
-            x = block(x, lengths)
-            lengths = None if lengths is None else block.output_lengths(lengths)
-        return conv1d_time_major(self.conv2, zero_padding(self.snake1(x, lengths), lengths))
+        return _maybe_chunked(
+            self._trailing,
+            x,
+            lengths,
+            self.trailing_chunk_samples // stride,
+            self.trailing_stride,
+            self.trailing_reach(),
+        )
 
     def _leading(self, waveform: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-        """The stem and the chunked blocks: (batch, 1, samples) -> (batch, C, samples / chunked_stride)."""
+        """The stem and the blocks down to 1/64 rate: (batch, 1, samples) -> (batch, C, samples / chunked_stride)."""
         x = conv1d_time_major(self.conv1, zero_padding(waveform, lengths))
         for block in self._blocks()[: self.num_chunked_blocks]:
             x = block(x, lengths)
             lengths = None if lengths is None else block.output_lengths(lengths)
         return x
+
+    def _trailing(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """The remaining blocks and the output conv: (batch, C, steps) -> (batch, hidden, steps / trailing_stride)."""
+        for block in self._blocks()[self.num_chunked_blocks :]:
+            x = block(x, lengths)
+            lengths = None if lengths is None else block.output_lengths(lengths)
+        return conv1d_time_major(self.conv2, zero_padding(self.snake1(x, lengths), lengths))
 
     def leading_reach(self) -> int:
         """Samples an output of :meth:`_leading` depends on, either side of its position."""
@@ -167,6 +193,14 @@ class AcousticEncoder(nn.Module):
             reach += rate * block.reach()
             rate *= block.conv1.stride[0]
         return reach
+
+    def trailing_reach(self) -> int:
+        """Input steps of :meth:`_trailing` an output depends on, either side of its position."""
+        reach, rate = 0, 1
+        for block in self._blocks()[self.num_chunked_blocks :]:
+            reach += rate * block.reach()
+            rate *= block.conv1.stride[0]
+        return reach + rate * (self.snake1.reach() + _conv_reach(self.conv2))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames an item of ``lengths`` samples gets alone (every conv after the blocks keeps length)."""

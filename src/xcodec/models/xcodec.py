@@ -98,6 +98,10 @@ class XcodecModel(CodecModel):
     # Tells xcodec.api it may batch items of different lengths (tokenize/detokenize are
     # batch-invariant). Pinned by tests/test_batch_invariance_xcodec.py.
     batch_invariant: ClassVar[bool] = True
+    part_modules: ClassVar[dict[str, tuple[str, ...]]] = {
+        "encoder": ("semantic_model", "encoder_semantic", "acoustic_encoder", "fc", "quantizer"),
+        "decoder": ("quantizer", "fc2", "acoustic_decoder"),
+    }
 
     def __init__(self, config: XcodecConfig) -> None:
         super().__init__()
@@ -172,6 +176,7 @@ class XcodecModel(CodecModel):
         ``hop_length // 2`` on both sides (``floor((samples - 80) / 320) + 1`` for the
         published models), through ``encoder_semantic``. 0 means too short to encode.
         """
+        self.require_part("encoder")
         pad = self.hop_length // 2
         teacher_frames = self.semantic_model.feature_extractor.output_lengths(sample_lengths + 2 * pad)
         return self.encoder_semantic.output_lengths(teacher_frames).clamp(min=0)
@@ -197,6 +202,7 @@ class XcodecModel(CodecModel):
             alone, its later frames are 0, and ``code_lengths`` is returned. A mask with
             no padded sample costs nothing extra.
         """
+        self.require_part("encoder")
         if input_values.dim() != 3 or input_values.shape[1] != 1:
             raise AudioError(
                 f"X-Codec encodes mono audio shaped (batch, 1, samples), got {tuple(input_values.shape)}"
@@ -338,6 +344,7 @@ class XcodecModel(CodecModel):
         after are 0, and its codes past ``code_lengths[i]`` may hold anything (they are
         not read). Without them every frame is decoded, as the reference does.
         """
+        self.require_part("decoder")
         if audio_codes.dim() != 3:
             raise ValueError(
                 f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}"
@@ -480,15 +487,22 @@ class XcodecModel(CodecModel):
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool | None = None,
         token: str | bool | None = None,
+        parts: str = "all",
     ) -> XcodecModel:
-        """Load a Transformers-layout (``hf-audio/xcodec-*``) or original-layout checkpoint."""
+        """Load a Transformers-layout (``hf-audio/xcodec-*``) or original-layout checkpoint.
+
+        parts: "all", or "encoder" / "decoder" to keep only what that direction needs (the
+        semantic decoder and ``fc1``, used only in training, go in both cases).
+        """
         from xcodec.checkpoints.common import resolve_checkpoint
         from xcodec.checkpoints.xcodec import load_xcodec
 
         path = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
-        return load_xcodec(path, device=device, dtype=dtype)
+        model = load_xcodec(path, device=device, dtype=dtype)
+        model.drop_unused_parts(parts)
+        return model
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
         """Write the Transformers layout (config.json, model.safetensors, preprocessor_config.json)."""

@@ -262,6 +262,11 @@ class Xcodec2Model(CodecModel):
         fused = torch.cat([semantic, acoustic], dim=1)
         return self.fc_encoder(fused.transpose(1, 2))
 
+    part_modules: ClassVar[dict[str, tuple[str, ...]]] = {
+        "encoder": ("semantic_encoder", "semantic_adapter", "acoustic_encoder", "fc_encoder", "quantizer"),
+        "decoder": ("quantizer", "acoustic_decoder"),
+    }
+
     def encode(
         self,
         input_values: torch.Tensor,
@@ -288,6 +293,7 @@ class Xcodec2Model(CodecModel):
             Without a padding mask every item is taken to fill the batch. An unpadded
             batch runs the plain path either way, at no extra cost.
         """
+        self.require_part("encoder")
         num_frames = input_values.shape[-1] // self.hop_length
         code_lengths = None if padding_mask is None else self._solo_frames(padding_mask, num_frames)
         frame_lengths = lengths_if_padded(code_lengths, num_frames) if batch_invariant else None
@@ -327,6 +333,7 @@ class Xcodec2Model(CodecModel):
         ``code_lengths[i]`` codes alone (within float rounding), and the samples after are
         zero. Without them every frame is decoded as the reference does.
         """
+        self.require_part("decoder")
         if audio_codes is not None:
             quantized = self.quantizer.from_indices(audio_codes[:, 0, :].long())
         elif latents is not None:
@@ -456,15 +463,20 @@ class Xcodec2Model(CodecModel):
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool | None = None,
         token: str | bool | None = None,
+        parts: str = "all",
     ) -> Xcodec2Model:
-        """Load a Transformers-layout (or original-layout) X-Codec2 checkpoint: local folder or hub id."""
+        """Load a Transformers-layout (or original-layout) X-Codec2 checkpoint: local folder or hub id.
+
+        parts: "all", or "encoder" / "decoder" to keep only what that direction needs
+        (see :class:`~xcodec.base.CodecModel`).
+        """
         from xcodec.checkpoints.common import resolve_checkpoint
         from xcodec.checkpoints.xcodec2 import load_xcodec2
 
         folder = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
-        return load_xcodec2(folder, device=device, dtype=dtype)
+        return load_xcodec2(folder, device=device, dtype=dtype, parts=parts)
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
         """Write config.json, model.safetensors and preprocessor_config.json (Transformers layout)."""
