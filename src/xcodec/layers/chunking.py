@@ -16,8 +16,13 @@ padding); the halo is chosen larger than the stage's reach, so every kept output
 only real input, as in the whole run. The results equal the whole run up to the order of
 floating-point sums inside the convolutions (observed: about 1e-6 relative).
 
-Padded batches: the stage gets each item's valid steps inside the chunk (clamped to the
-chunk), so an item that ends inside a chunk is padded there exactly as when it runs whole.
+Items of a batch go through one at a time (the stages treat items independently), so
+the chunk's memory does not grow with the batch. Padded batches: the stage gets each
+item's valid steps inside the chunk (clamped to the chunk), so an item that ends inside
+a chunk is padded there exactly as when it runs whole, and an item's input is cut a
+halo past its end (its outputs beyond its valid ones are unspecified; they come back
+as zeros). On an accelerator the stage runs whole: its kernels want large tensors, and
+it has no page faults to avoid.
 """
 
 from __future__ import annotations
@@ -55,9 +60,50 @@ def run_chunked(
         stacks whose strides multiply to ``down``), so ``T`` itself may be anything.
     Inputs no longer than ``chunk + 2 * halo`` run whole (chunking would only add work).
     """
-    T = x.shape[-1]
+    B, _, T = x.shape
     if chunk % down or halo % down:
         raise ValueError(f"chunk ({chunk}) and halo ({halo}) must be multiples of {down}")
+    if x.device.type != "cpu" or chunk + 2 * halo >= T:
+        # Accelerators have no page-fault problem and want large kernels: run whole.
+        return stage(x, lengths)
+    # Steps past an item's end only feed its outputs past its valid ones (unspecified, 0
+    # here), so each item runs to a halo past its end: a padded batch costs the items'
+    # own lengths. The longest runs to the end and sets the output length for all.
+    ends = [T] * B
+    if lengths is not None:
+        ends = [min(T, -(-(int(length) + halo) // down) * down) for length in lengths.tolist()]
+        ends[max(range(B), key=lambda item: ends[item])] = T
+    outputs = [
+        _run_item(
+            stage,
+            x[item : item + 1, :, : ends[item]],
+            None if lengths is None else lengths[item : item + 1],
+            chunk,
+            halo,
+            down,
+            up,
+        )
+        for item in range(B)
+    ]
+    full = max(output.shape[-1] for output in outputs)
+    outputs = [torch.nn.functional.pad(output, (0, full - output.shape[-1])) for output in outputs]
+    if all(is_time_major(output) for output in outputs):
+        # Keep the stage's time-major storage (xcodec.layers.layout) for what follows.
+        return torch.cat([output.transpose(1, 2) for output in outputs]).transpose(1, 2)
+    return torch.cat(outputs)
+
+
+def _run_item(
+    stage: ChunkedStage,
+    x: torch.Tensor,
+    lengths: torch.Tensor | None,
+    chunk: int,
+    halo: int,
+    down: int,
+    up: int,
+) -> torch.Tensor:
+    """One item (1, C, T) through ``stage`` chunk by chunk; each chunk's central outputs kept."""
+    T = x.shape[-1]
     if chunk + 2 * halo >= T:
         return stage(x, lengths)
     pieces = []
@@ -68,6 +114,5 @@ def run_chunked(
         first = (start - low) * up // down
         pieces.append(output[..., first : first + chunk * up // down])
     if all(is_time_major(piece) for piece in pieces):
-        # Keep the stage's time-major storage (xcodec.layers.layout) for what follows.
         return torch.cat([piece.transpose(1, 2) for piece in pieces], dim=1).transpose(1, 2)
     return torch.cat(pieces, dim=-1)

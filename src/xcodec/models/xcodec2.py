@@ -26,7 +26,6 @@ from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.layers.bigcodec import AcousticEncoder
 from xcodec.layers.fsq import ProjectedFSQ
-from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import (
     attention_key_mask,
     lengths_if_padded,
@@ -156,7 +155,7 @@ class Xcodec2Decoder(nn.Module):
         With ``lengths`` each item's first ``lengths * hop_length`` samples equal its alone-run.
         """
         x = self.fc(latents)
-        x = conv1d_time_major(self.embed, zero_padding(x, lengths, dim=1).transpose(1, 2)).transpose(1, 2)
+        x = self.embed(zero_padding(x, lengths, dim=1).transpose(1, 2)).transpose(1, 2)
         for block in self.prior_net:
             x = block(x, lengths)
         rotary = None
