@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["FiniteScalarQuantizer", "ProjectedFSQ"]
@@ -97,11 +98,17 @@ class ProjectedFSQ(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, time, dim) -> (quantised (batch, time, dim), indices (batch, time) int32)."""
-        digits_in = self.project_in(x)
+        if x.dtype == torch.float32:
+            digits_in = self.project_in(x)
+        else:
+            # Reduced precision: the rounding decisions are made in float32 (a 1024 x 8
+            # product, nothing to save), so bf16/fp16 codes differ from fp32 ones only
+            # where the features fed in do.
+            digits_in = F.linear(x.float(), self.project_in.weight.float(), self.project_in.bias.float())
         if self.bound_twice:
             digits_in = self.quantizer.bound(digits_in)
         unit, indices = self.quantizer(digits_in)
-        return self.project_out(unit.to(digits_in.dtype)), indices
+        return self.project_out(unit.to(self.project_out.weight.dtype)), indices
 
     def from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """indices: (batch, time) integer -> (batch, time, dim)."""
