@@ -28,6 +28,11 @@ from xcodec.semantic.wavlm import WavLMEncoder, relative_position_buckets
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
 
 ATOL = 1e-5
+# Base width, twelve layers: the 512-channel conv front end's outputs reach ~1e3 and are
+# summed in another order (channels-last kernels), so the layer-normed hidden states
+# (std ~1, peak ~4) differ by up to ~4e-5 from the reference on real speech (measured);
+# the contract's 1e-4, relative to the peak, still fails on any real fault (O(1) errors).
+BASE_ATOL = 1e-4
 POS_CONV = "encoder.pos_conv_embed.conv."
 TINY: dict[str, Any] = {
     "conv_dim": (32, 32, 32),
@@ -84,7 +89,9 @@ def _pair(kind: str, **overrides: Any) -> tuple[Any, Any]:
     return ref, ours
 
 
-def _assert_matches(ref: Any, ours: Any, x: torch.Tensor, mask: torch.Tensor | None) -> None:
+def _assert_matches(
+    ref: Any, ours: Any, x: torch.Tensor, mask: torch.Tensor | None, atol: float = ATOL
+) -> None:
     with torch.inference_mode():
         expected = ref(x, attention_mask=mask, output_hidden_states=True).hidden_states
         got = ours(x, mask)
@@ -94,9 +101,9 @@ def _assert_matches(ref: Any, ours: Any, x: torch.Tensor, mask: torch.Tensor | N
     # (channels-last kernels), and its outputs reach ~1e3 for random base-width weights.
     for layer, (e, g) in enumerate(zip(expected, got, strict=True)):
         assert g.shape == e.shape
-        torch.testing.assert_close(g, e, atol=ATOL * _peak(e), rtol=0, msg=f"hidden state {layer} differs")
+        torch.testing.assert_close(g, e, atol=atol * _peak(e), rtol=0, msg=f"hidden state {layer} differs")
     expected_mean = torch.stack(expected, dim=1).mean(dim=1)
-    torch.testing.assert_close(mean, expected_mean, atol=ATOL * _peak(expected_mean), rtol=0)
+    torch.testing.assert_close(mean, expected_mean, atol=atol * _peak(expected_mean), rtol=0)
 
 
 def _peak(x: torch.Tensor) -> float:
@@ -321,7 +328,7 @@ def test_base_width_two_layers_one_second(kind: str) -> None:
 def test_base_size_one_second(kind: str) -> None:
     ref, ours = _base_pair(kind)
     audio = torch.nn.functional.pad(0.1 * torch.randn(2, 16000), (160, 160))
-    _assert_matches(ref, ours, audio, None)
+    _assert_matches(ref, ours, audio, None, BASE_ATOL)
 
 
 @pytest.mark.slow
@@ -334,12 +341,12 @@ def test_base_size_on_speech(kind: str, audio_dir) -> None:
     speech = torch.from_numpy(samples[: 2 * sample_rate])[None]
     ref, ours = _base_pair(kind)
     padded = torch.nn.functional.pad(speech, (160, 160))
-    _assert_matches(ref, ours, padded, None)
+    _assert_matches(ref, ours, padded, None, BASE_ATOL)
     # A batch with a shorter, right-padded second item.
     batch = torch.cat([padded, padded.roll(4000, dims=1)])
     mask = torch.ones_like(batch, dtype=torch.long)
     mask[1, 20000:] = 0
-    _assert_matches(ref, ours, batch, mask)
+    _assert_matches(ref, ours, batch, mask, BASE_ATOL)
 
 
 @pytest.mark.slow

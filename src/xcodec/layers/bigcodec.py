@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from xcodec.layers.alias_free import AntiAliasedActivation1d
-from xcodec.layers.chunking import ChunkedStage, run_chunked
+from xcodec.layers.chunking import conv_reach, run_strided_stage
 from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, zero_padding
 
@@ -46,24 +46,6 @@ DEFAULT_CHUNK_SAMPLES = 32768
 # The blocks after those run over 10 s of audio at a time (a 130-step halo at 1/64 rate
 # adds 10% to their work); this bounds their memory on long windows at no measured cost.
 DEFAULT_TRAILING_CHUNK_SAMPLES = 163840
-
-
-def _maybe_chunked(
-    stage: ChunkedStage, x: torch.Tensor, lengths: torch.Tensor | None, chunk: int, stride: int, reach: int
-) -> torch.Tensor:
-    """``stage(x, lengths)`` in chunks of ``chunk`` input steps (rounded to the stride), or whole if 0."""
-    chunk = chunk // stride * stride
-    if not chunk:
-        return stage(x, lengths)
-    halo = -(-(reach + stride) // stride) * stride
-    return run_chunked(stage, x, lengths, chunk=chunk, halo=halo, down=stride)
-
-
-def _conv_reach(conv: nn.Conv1d) -> int:
-    """Input steps an output of ``conv`` reads on its farther side, from its own position."""
-    (kernel,), (dilation,), padding = conv.kernel_size, conv.dilation, conv.padding
-    assert not isinstance(padding, str)
-    return max(padding[0], (kernel - 1) * dilation - padding[0])
 
 
 class ResidualUnit(nn.Module):
@@ -84,7 +66,7 @@ class ResidualUnit(nn.Module):
 
     def reach(self) -> int:
         """Input steps an output depends on, either side (conv2 has one tap)."""
-        return self.snake1.reach() + _conv_reach(self.conv1) + self.snake2.reach()
+        return self.snake1.reach() + conv_reach(self.conv1) + self.snake2.reach()
 
 
 class EncoderBlock(nn.Module):
@@ -112,7 +94,7 @@ class EncoderBlock(nn.Module):
     def reach(self) -> int:
         """Input steps an output depends on, either side of its position ``j * stride``."""
         units = (self.res_unit1, self.res_unit2, self.res_unit3)
-        return sum(unit.reach() for unit in units) + self.snake1.reach() + _conv_reach(self.conv1)
+        return sum(unit.reach() for unit in units) + self.snake1.reach() + conv_reach(self.conv1)
 
 
 class AcousticEncoder(nn.Module):
@@ -159,16 +141,23 @@ class AcousticEncoder(nn.Module):
         Returns (batch, hidden_size, frames); valid frames per item: :meth:`output_lengths`.
         """
         stride = self.chunked_stride
-        x = _maybe_chunked(self._leading, waveform, lengths, self.chunk_samples, stride, self.leading_reach())
+        x = run_strided_stage(
+            self._leading,
+            waveform,
+            lengths,
+            chunk=self.chunk_samples,
+            stride=stride,
+            reach=self.leading_reach(),
+        )
         for block in self._blocks()[: self.num_chunked_blocks]:
             lengths = None if lengths is None else block.output_lengths(lengths)
-        return _maybe_chunked(
+        return run_strided_stage(
             self._trailing,
             x,
             lengths,
-            self.trailing_chunk_samples // stride,
-            self.trailing_stride,
-            self.trailing_reach(),
+            chunk=self.trailing_chunk_samples // stride,
+            stride=self.trailing_stride,
+            reach=self.trailing_reach(),
         )
 
     def _leading(self, waveform: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -188,7 +177,7 @@ class AcousticEncoder(nn.Module):
 
     def leading_reach(self) -> int:
         """Samples an output of :meth:`_leading` depends on, either side of its position."""
-        reach, rate = _conv_reach(self.conv1), 1
+        reach, rate = conv_reach(self.conv1), 1
         for block in self._blocks()[: self.num_chunked_blocks]:
             reach += rate * block.reach()
             rate *= block.conv1.stride[0]
@@ -200,7 +189,7 @@ class AcousticEncoder(nn.Module):
         for block in self._blocks()[self.num_chunked_blocks :]:
             reach += rate * block.reach()
             rate *= block.conv1.stride[0]
-        return reach + rate * (self.snake1.reach() + _conv_reach(self.conv2))
+        return reach + rate * (self.snake1.reach() + conv_reach(self.conv2))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames an item of ``lengths`` samples gets alone (every conv after the blocks keeps length)."""

@@ -33,9 +33,32 @@ import torch
 
 from xcodec.layers.layout import is_time_major
 
-__all__ = ["ChunkedStage", "run_chunked"]
+__all__ = ["ChunkedStage", "conv_reach", "run_chunked", "run_strided_stage"]
 
 ChunkedStage = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def conv_reach(conv: torch.nn.Conv1d) -> int:
+    """Input steps an output of ``conv`` reads on its farther side, from its own position."""
+    (kernel,), (dilation,), padding = conv.kernel_size, conv.dilation, conv.padding
+    if isinstance(padding, str):
+        raise ValueError(f"conv_reach takes numeric padding, got {padding!r}")
+    return max(padding[0], (kernel - 1) * dilation - padding[0])
+
+
+def run_strided_stage(
+    stage: ChunkedStage, x: torch.Tensor, lengths: torch.Tensor | None, *, chunk: int, stride: int, reach: int
+) -> torch.Tensor:
+    """A downsampling ``stage`` (by ``stride``) in chunks of ``chunk`` input steps, or whole if 0.
+
+    The chunk is rounded down to the stride; the halo is the reach plus one stride,
+    rounded up to the stride (see :func:`run_chunked`).
+    """
+    chunk = chunk // stride * stride
+    if not chunk:
+        return stage(x, lengths)
+    halo = -(-(reach + stride) // stride) * stride
+    return run_chunked(stage, x, lengths, chunk=chunk, halo=halo, down=stride)
 
 
 def run_chunked(

@@ -32,7 +32,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from xcodec.layers.chunking import run_chunked
+from xcodec.layers.chunking import conv_reach, run_chunked, run_strided_stage
 from xcodec.layers.layout import conv1d_time_major, conv_transpose1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, conv_transpose_output_lengths, zero_padding
 
@@ -42,16 +42,6 @@ __all__ = ["DacDecoder", "DacDecoderBlock", "DacEncoder", "DacEncoderBlock", "Da
 _CHUNKED_MAX_STRIDE = 64
 # Audio samples per chunk (rounded down to a multiple of the chunked stride): 2 s.
 DEFAULT_CHUNK_SAMPLES = 32768
-
-
-def _conv_reach(conv: nn.Conv1d) -> int:
-    """Input steps an output of ``conv`` reads on its farther side, from its own position."""
-    (kernel,), (dilation,), (padding,) = conv.kernel_size, conv.dilation, _as_tuple(conv.padding)
-    return max(padding, (kernel - 1) * dilation - padding)
-
-
-def _round_up(value: float, multiple: int) -> int:
-    return -(-math.ceil(value) // multiple) * multiple
 
 
 class Snake1d(nn.Module):
@@ -95,7 +85,7 @@ class DacResidualUnit(nn.Module):
 
     def reach(self) -> int:
         """Steps an output depends on, either side (Snake and conv2 are pointwise)."""
-        return _conv_reach(self.conv1)
+        return conv_reach(self.conv1)
 
 
 class DacEncoderBlock(nn.Module):
@@ -127,7 +117,7 @@ class DacEncoderBlock(nn.Module):
     def reach(self) -> int:
         """Input steps an output depends on, either side of its position ``j * stride``."""
         units = (self.res_unit1, self.res_unit2, self.res_unit3)
-        return sum(unit.reach() for unit in units) + _conv_reach(self.conv1)
+        return sum(unit.reach() for unit in units) + conv_reach(self.conv1)
 
 
 class DacEncoder(nn.Module):
@@ -165,13 +155,14 @@ class DacEncoder(nn.Module):
         lengths: (batch,) valid samples per item, or None; with them item i's first
         ``output_lengths(lengths)[i]`` frames equal its alone-run, later frames are unspecified.
         """
-        stride = self.chunked_stride
-        chunk = self.chunk_samples // stride * stride
-        if chunk:
-            halo = _round_up(self.leading_reach() + stride, stride)
-            hidden_states = run_chunked(self._leading, waveform, lengths, chunk=chunk, halo=halo, down=stride)
-        else:
-            hidden_states = self._leading(waveform, lengths)
+        hidden_states = run_strided_stage(
+            self._leading,
+            waveform,
+            lengths,
+            chunk=self.chunk_samples,
+            stride=self.chunked_stride,
+            reach=self.leading_reach(),
+        )
         blocks = self._blocks()
         for block in blocks[: self.num_chunked_blocks]:
             lengths = None if lengths is None else block.output_lengths(lengths)
@@ -190,7 +181,7 @@ class DacEncoder(nn.Module):
 
     def leading_reach(self) -> int:
         """Samples an output of the chunked blocks depends on, either side of its position."""
-        reach, rate = _conv_reach(self.conv1), 1
+        reach, rate = conv_reach(self.conv1), 1
         for block in self._blocks()[: self.num_chunked_blocks]:
             reach += rate * block.reach()
             rate *= block.conv1.stride[0]
@@ -344,7 +335,7 @@ class DacDecoder(nn.Module):
 
     def trailing_reach(self) -> float:
         """Input steps of the chunked blocks an output sample depends on, either side of its position."""
-        reach = float(_conv_reach(self.conv2))
+        reach = float(conv_reach(self.conv2))
         for block in reversed(self._blocks()[self.num_whole_blocks :]):
             reach = reach / block.conv_t1.stride[0] + block.reach()
         return reach
