@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 import torch
+from _oracle import require_oracle
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,8 +183,8 @@ def original_sources() -> Path:
 @functools.cache
 def original_modules() -> types.SimpleNamespace:
     """Import the original package; returns its modules by short name."""
-    pytest.importorskip("transformers")
-    pytest.importorskip("einx")
+    require_oracle("transformers")
+    require_oracle("einx")
     root = original_sources()
     for path in (root / SDIST_FOLDER, root / DEPENDENCY_FOLDER):
         if str(path) not in sys.path:

@@ -18,28 +18,29 @@ from typing import Any, TypeVar
 
 import pytest
 import torch
+from _oracle import require_oracle
 
-pytest.importorskip("transformers")
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_xcodec_model import TINY_BANDWIDTHS, assert_codes_match, tiny_reference
+require_oracle("transformers")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from test_xcodec_model import TINY_BANDWIDTHS, assert_codes_match, tiny_reference  # noqa: E402
 
-import xcodec.layers.dac
-import xcodec.layers.semantic_conv
-import xcodec.models.xcodec
-import xcodec.semantic.conv_frontend
-import xcodec.semantic.hubert
-import xcodec.semantic.wavlm
-from xcodec.api import Codec
-from xcodec.checkpoints.xcodec import load_xcodec
-from xcodec.configs.ssl import HubertConfig, WavLMConfig
-from xcodec.errors import AudioError
-from xcodec.layers.dac import DacDecoder, DacEncoder
-from xcodec.layers.masking import lengths_to_mask
-from xcodec.layers.semantic_conv import SemanticEncoder
-from xcodec.models.xcodec import XcodecModel
-from xcodec.semantic.hubert import HubertEncoder
-from xcodec.semantic.wavlm import WavLMEncoder
+import xcodec.layers.dac  # noqa: E402
+import xcodec.layers.semantic_conv  # noqa: E402
+import xcodec.models.xcodec  # noqa: E402
+import xcodec.semantic.conv_frontend  # noqa: E402
+import xcodec.semantic.hubert  # noqa: E402
+import xcodec.semantic.wavlm  # noqa: E402
+from xcodec.api import Codec  # noqa: E402
+from xcodec.checkpoints.xcodec import load_xcodec  # noqa: E402
+from xcodec.configs.ssl import HubertConfig, WavLMConfig  # noqa: E402
+from xcodec.errors import AudioError  # noqa: E402
+from xcodec.layers.dac import DacDecoder, DacEncoder  # noqa: E402
+from xcodec.layers.masking import lengths_to_mask  # noqa: E402
+from xcodec.layers.semantic_conv import SemanticEncoder  # noqa: E402
+from xcodec.models.xcodec import XcodecModel  # noqa: E402
+from xcodec.semantic.hubert import HubertEncoder  # noqa: E402
+from xcodec.semantic.wavlm import WavLMEncoder  # noqa: E402
 
 HOP = 320
 # The shortest input that gives a frame: the teacher needs 400 samples and X-Codec adds 320.

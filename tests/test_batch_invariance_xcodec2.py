@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from _oracle import require_oracle
 from _tiny import tiny_xcodec2
 from torch import nn
 
@@ -273,7 +274,7 @@ def test_real_recordings_in_one_padded_batch(model: Xcodec2Model, audio_dir: Pat
 
 def test_batch_equals_transformers_reference_alone(tmp_path: Path) -> None:
     """The alone-run our tests compare with is the oracle's: invariant batch == transformers, item by item."""
-    pytest.importorskip("transformers")
+    require_oracle("transformers")
     from test_xcodec2_model import assert_codes_match_or_tie, perturbed_reference, tiny_reference_config
 
     reference = perturbed_reference(tiny_reference_config(), seed=2)

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _oracle import require_oracle
 
-pytest.importorskip("pyarrow", reason="the tokenizer writes Parquet: pip install pyarrow")
-ray = pytest.importorskip("ray", reason="Ray is the optional extra xcodec[ray]; not installed here")
-pytest.importorskip("ray.data", reason="Ray Data missing: pip install 'ray[data]'")
+# Ray is the optional extra xcodec[ray]; the [test] extra installs it, so CI fails without it.
+require_oracle("pyarrow")
+ray = require_oracle("ray")
+require_oracle("ray.data")
 
 from test_dataset_support import TESTS_DIR, build_corpus, make_fake_codec  # noqa: E402
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
+from _oracle import require_oracle
 
-pq = pytest.importorskip("pyarrow.parquet")
+pq = require_oracle("pyarrow.parquet")
 
 from test_dataset_support import FACTORY, build_corpus, subprocess_env  # noqa: E402
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import torch
+from _oracle import require_oracle
 
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
+pa = require_oracle("pyarrow")
+pq = require_oracle("pyarrow.parquet")
 
 from test_dataset_support import (  # noqa: E402
     FACTORY,
@@ -190,7 +191,7 @@ def test_a_different_job_in_the_same_folder_is_refused(
 
 def test_datasets_inputs(fake_corpus: tuple[Path, list[Path], list[Path]], tmp_path: Path) -> None:
     """A `datasets` save_to_disk folder and a Parquet file, each with an Audio column of file bytes."""
-    datasets = pytest.importorskip("datasets")
+    datasets = require_oracle("datasets")
     _, good, bad = fake_corpus
     files = good[:4] + bad[2:3]
     records = {
@@ -264,7 +265,6 @@ def test_cli_tokenize(fake_corpus: tuple[Path, list[Path], list[Path]], tmp_path
 
 def tiny_xcodec2_folder(folder: Path) -> Path:
     """A tiny random X-Codec2 saved in the Transformers layout, loadable by ``--model``."""
-    pytest.importorskip("xcodec.models.xcodec2")
     from xcodec.configs.xcodec2 import Xcodec2Config
     from xcodec.models.xcodec2 import Xcodec2Model
 

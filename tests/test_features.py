@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _oracle import require_oracle
 
 from xcodec.configs.base import ConfigError
 from xcodec.errors import AudioError
@@ -37,7 +38,7 @@ from xcodec.features import (
     kaldi_fbank,
 )
 
-knf = pytest.importorskip("kaldi_native_fbank")
+knf = require_oracle("kaldi_native_fbank")
 
 SAMPLE_RATE = 16000
 DYNAMIC_RANGE = 10.0  # nats below the frame's top bin where the 1e-3 bound is asserted
@@ -181,7 +182,7 @@ def test_padding_rule_batch() -> None:
 
 
 def test_xcodec_padding_matches_dac_extractor() -> None:
-    pytest.importorskip("transformers")
+    require_oracle("transformers")
     from transformers import DacFeatureExtractor
 
     reference = DacFeatureExtractor(sampling_rate=SAMPLE_RATE, hop_length=320)
@@ -236,7 +237,7 @@ def _kaldi_native_as_torchaudio() -> types.SimpleNamespace:
 
 @pytest.fixture
 def reference_xcodec2_extractor(monkeypatch: pytest.MonkeyPatch) -> object:
-    pytest.importorskip("transformers")
+    require_oracle("transformers")
     module = importlib.import_module("transformers.models.xcodec2.feature_extraction_xcodec2")
     monkeypatch.setattr(module, "torchaudio", _kaldi_native_as_torchaudio(), raising=False)
     return module.Xcodec2FeatureExtractor()
@@ -312,7 +313,7 @@ def test_matches_reference_extractor_on_recordings(
 
 def test_matches_seamless_m4t_features() -> None:
     """Normalised, stacked features against SeamlessM4T's numpy Kaldi front end."""
-    pytest.importorskip("transformers")
+    require_oracle("transformers")
     from transformers import SeamlessM4TFeatureExtractor
 
     seamless = SeamlessM4TFeatureExtractor(padding_value=1.0)
@@ -460,7 +461,7 @@ def test_config_round_trip_and_transformers_interop(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="DacFeatureExtractor"):
         XcodecFeatureExtractor.from_pretrained(tmp_path / "x2")
 
-    pytest.importorskip("transformers")
+    require_oracle("transformers")
     from transformers import DacFeatureExtractor
 
     # Ours reads what Transformers writes (unknown keys survive a round trip) and back.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _oracle import require_oracle
 from _tiny import save_tiny_xcodec2
 
 from xcodec.api import load
@@ -19,10 +20,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     xcodec2 = tmp_path_factory.mktemp("parts_xcodec2")
     save_tiny_xcodec2(xcodec2)
     folders = {"xcodec2": xcodec2}
-    transformers = pytest.importorskip("transformers")
+    require_oracle("transformers")
     from test_xcodec_model import tiny_reference
 
-    del transformers
     xcodec = tmp_path_factory.mktemp("parts_xcodec")
     tiny_reference("hubert", seed=4).save_pretrained(xcodec)
     folders["xcodec"] = xcodec

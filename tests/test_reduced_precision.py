@@ -10,6 +10,7 @@ import tempfile
 
 import pytest
 import torch
+from _oracle import require_oracle
 from _tiny import tiny_xcodec2
 
 from xcodec.base import CodecModel
@@ -21,7 +22,7 @@ def _snr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
 
 
 def _xcodec(dtype: torch.dtype) -> CodecModel:
-    pytest.importorskip("transformers")
+    require_oracle("transformers")
     from test_xcodec_model import tiny_reference
 
     from xcodec.models.xcodec import XcodecModel

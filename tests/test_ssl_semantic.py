@@ -8,21 +8,22 @@ from typing import Any
 
 import pytest
 import torch
+from _oracle import require_oracle
 
-pytest.importorskip("transformers")
-import transformers
+require_oracle("transformers")
+import transformers  # noqa: E402
 
-from xcodec.checkpoints.common import load_state_dict_strict
-from xcodec.configs.base import ConfigError
-from xcodec.configs.ssl import HubertConfig, SslEncoderConfig, WavLMConfig
-from xcodec.errors import CheckpointError
-from xcodec.semantic.conv_frontend import (
+from xcodec.checkpoints.common import load_state_dict_strict  # noqa: E402
+from xcodec.configs.base import ConfigError  # noqa: E402
+from xcodec.configs.ssl import HubertConfig, SslEncoderConfig, WavLMConfig  # noqa: E402
+from xcodec.errors import CheckpointError  # noqa: E402
+from xcodec.semantic.conv_frontend import (  # noqa: E402
     conv_output_lengths,
     fold_pos_conv_weight_norm,
     unfold_pos_conv_weight_norm,
 )
-from xcodec.semantic.hubert import HubertEncoder
-from xcodec.semantic.wavlm import WavLMEncoder, relative_position_buckets
+from xcodec.semantic.hubert import HubertEncoder  # noqa: E402
+from xcodec.semantic.wavlm import WavLMEncoder, relative_position_buckets  # noqa: E402
 
 # The WavLM reference passes a bool key_padding_mask with a float bias; torch warns about that.
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")

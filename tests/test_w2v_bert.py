@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from _oracle import require_oracle
 
 from xcodec.checkpoints.common import load_state_dict_strict
 from xcodec.configs.base import ConfigError
@@ -14,7 +15,7 @@ from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
 from xcodec.errors import CheckpointError
 from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
 
-transformers = pytest.importorskip("transformers")
+transformers = require_oracle("transformers")
 
 TOLERANCE = 1e-5
 

@@ -9,15 +9,16 @@ from typing import Any
 
 import pytest
 import torch
+from _oracle import require_oracle
 
-pytest.importorskip("transformers")
+require_oracle("transformers")
 
-import transformers
-from safetensors.torch import load_file, save_file
+import transformers  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
-from xcodec.checkpoints.xcodec2 import load_xcodec2, save_xcodec2
-from xcodec.errors import CheckpointError
-from xcodec.models.xcodec2 import Xcodec2Model
+from xcodec.checkpoints.xcodec2 import load_xcodec2, save_xcodec2  # noqa: E402
+from xcodec.errors import CheckpointError  # noqa: E402
+from xcodec.models.xcodec2 import Xcodec2Model  # noqa: E402
 
 HOP = 320
 
@@ -238,7 +239,7 @@ def test_original_layout_hook_is_used(
     reference_folder: tuple[Any, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A folder the original-layout module recognises is read through it, not as Transformers layout."""
-    original = pytest.importorskip("xcodec.checkpoints.xcodec2_original")
+    import xcodec.checkpoints.xcodec2_original as original
     from xcodec.configs.xcodec2 import Xcodec2Config
 
     _, folder = reference_folder

@@ -13,17 +13,18 @@ from typing import Any
 
 import pytest
 import torch
+from _oracle import require_oracle
 
-pytest.importorskip("transformers")
+require_oracle("transformers")
 
-import transformers
-from transformers.models.xcodec2 import modeling_xcodec2 as ref_modeling
+import transformers  # noqa: E402
+from transformers.models.xcodec2 import modeling_xcodec2 as ref_modeling  # noqa: E402
 
-from xcodec.configs.xcodec2 import Xcodec2Config
-from xcodec.layers.alias_free import AntiAliasedActivation1d, kaiser_sinc_filter1d
-from xcodec.layers.fsq import ProjectedFSQ
-from xcodec.layers.vocos import RotaryEmbedding, TransformerLayer
-from xcodec.models.xcodec2 import Xcodec2Model
+from xcodec.configs.xcodec2 import Xcodec2Config  # noqa: E402
+from xcodec.layers.alias_free import AntiAliasedActivation1d, kaiser_sinc_filter1d  # noqa: E402
+from xcodec.layers.fsq import ProjectedFSQ  # noqa: E402
+from xcodec.layers.vocos import RotaryEmbedding, TransformerLayer  # noqa: E402
+from xcodec.models.xcodec2 import Xcodec2Model  # noqa: E402
 
 HOP = 320
 AUDIO_TOLERANCE = 1e-4
@@ -329,7 +330,6 @@ def test_grouped_query_attention_is_rejected_like_the_reference_fails() -> None:
 
 def test_tokenize_and_detokenize(reference_and_ours: tuple[Any, Xcodec2Model, Path]) -> None:
     """Waveform interface: features built inside, codes equal the reference's on the same features."""
-    pytest.importorskip("xcodec.features")
     from xcodec.features import Xcodec2FeatureExtractor
 
     reference, ours, _ = reference_and_ours

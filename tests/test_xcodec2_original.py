@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 import torch
+from _oracle import require_oracle
 from safetensors.torch import save_file
 
-pytest.importorskip("transformers")
+require_oracle("transformers")
 
-from _xcodec2_original_harness import (
+from _xcodec2_original_harness import (  # noqa: E402
     OriginalSizes,
     TorchtuneRotary,
     build_original_model,
@@ -27,16 +28,16 @@ from _xcodec2_original_harness import (
     original_modules,
 )
 
-from xcodec.checkpoints.xcodec2_original import (
+from xcodec.checkpoints.xcodec2_original import (  # noqa: E402
     convert_original_state,
     convert_original_xcodec2,
     is_original_xcodec2,
     load_original_xcodec2_state,
     original_config_to_xcodec2,
 )
-from xcodec.configs.base import ConfigError
-from xcodec.configs.xcodec2 import Xcodec2Config
-from xcodec.errors import CheckpointError
+from xcodec.configs.base import ConfigError  # noqa: E402
+from xcodec.configs.xcodec2 import Xcodec2Config  # noqa: E402
+from xcodec.errors import CheckpointError  # noqa: E402
 
 # Small enough for the default suite; 17 W2V-BERT layers so that the original's
 # `hidden_states[16]` exists and one layer past it must be dropped by the conversion.

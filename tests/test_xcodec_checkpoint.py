@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _oracle import require_oracle
 from safetensors.torch import load_file, save_file
 
-transformers = pytest.importorskip("transformers")
+transformers = require_oracle("transformers")
 
 from test_xcodec_model import AUDIO_TOLERANCE, test_audio, tiny_reference  # noqa: E402
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _oracle import require_oracle
 
-transformers = pytest.importorskip("transformers")
+transformers = require_oracle("transformers")
 
 from xcodec.checkpoints.xcodec import load_xcodec  # noqa: E402
 from xcodec.configs.xcodec import DacConfig, XcodecConfig  # noqa: E402
@@ -277,7 +278,8 @@ def test_full_size_matches_transformers_on_real_recordings(
     audio_dir: Path, tmp_path: Path, kind: str
 ) -> None:
     """Default (published-size) configs, random perturbed weights, real speech and music."""
-    soundfile = pytest.importorskip("soundfile")
+    import soundfile
+
     torch.manual_seed(11)
     semantic = transformers.HubertConfig() if kind == "hubert" else transformers.WavLMConfig()
     reference = transformers.XcodecModel(transformers.XcodecConfig(semantic_model_config=semantic)).eval()

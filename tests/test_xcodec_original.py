@@ -20,8 +20,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
+from _oracle import require_oracle
 
-transformers = pytest.importorskip("transformers")
+transformers = require_oracle("transformers")
 
 from test_xcodec_model import AUDIO_TOLERANCE, assert_codes_match, test_audio, tiny_reference  # noqa: E402
 
@@ -224,7 +225,7 @@ audio_norm_scale: 0.95
 
 
 def test_config_yaml_with_and_without_pyyaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    yaml = pytest.importorskip("yaml")
+    yaml = require_oracle("yaml")
     path = tmp_path / "config.yaml"
     path.write_text(_CONFIG_YAML)
     with_pyyaml = read_original_generator_config(path)
