@@ -1,4 +1,10 @@
-"""Tiny random checkpoints built with our own models, for CLI/API tests that need no oracle.
+"""The tiny configs and random checkpoints shared by the tests and the benchmark's ``--tiny`` runs.
+
+One definition of each tiny config: :data:`TINY_XCODEC2` and :func:`tiny_xcodec_dict` are
+``config.json`` dicts in the Transformers layout, which both our configs (``from_dict``)
+and the oracle's (``transformers.Xcodec2Config(**...)``) read; bench/_tiny.py re-exports
+them. The tiny models keep the published hop (320) and the 160-dim semantic features, so
+the real feature extractors and frame arithmetic run unchanged.
 
 Weights are perturbed away from PyTorch's default init: at default init every frame of a
 tiny X-Codec2 lands on the middle FSQ code, which would hide a broken pipeline.
@@ -6,34 +12,80 @@ tiny X-Codec2 lands on the middle FSQ code, which would hide a broken pipeline.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.models.xcodec2 import Xcodec2Model
 
+TINY_XCODEC2: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "head_dim": 16,
+    "encoder_hidden_size": 8,
+    "downsampling_ratios": [2, 2, 4, 4, 5],
+    "semantic_model_config": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "conv_depthwise_kernel_size": 5,
+    },
+    "quantization_dim": 64 + 32,  # acoustic + semantic hidden sizes
+    "quantization_levels": [4, 4, 4, 4],  # 256 codes: a random model still spreads over many
+}
 
-def tiny_xcodec2_config() -> Xcodec2Config:
-    return Xcodec2Config(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        head_dim=16,
-        encoder_hidden_size=8,
-        semantic_model_config=Wav2Vec2BertConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            conv_depthwise_kernel_size=5,
-        ),
-        quantization_dim=96,
-        quantization_levels=(4, 4, 4, 4),
-    )
+# Small but shaped like the published X-Codec: DAC ratios (8, 5, 4, 2) -> hop 320, the base
+# HuBERT/WavLM conv strides (also 320), 8 codebooks. Codebooks of 16 entries make the
+# bandwidths 0.2 kbps per codebook at 50 frames/s.
+TINY_XCODEC_BANDWIDTHS = [0.2, 0.4, 0.8, 1.6]
+TINY_XCODEC_SEMANTIC: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 48,
+    "conv_dim": [8] * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+}
+# WavLM's relative position bias, shrunk to the tiny clips.
+TINY_WAVLM_EXTRA: dict[str, Any] = {"num_buckets": 16, "max_bucket_distance": 40}
+TINY_XCODEC_ACOUSTIC: dict[str, Any] = {"encoder_hidden_size": 2, "decoder_hidden_size": 32, "hidden_size": 8}
+
+
+def tiny_xcodec2_dict(**overrides: Any) -> dict[str, Any]:
+    """A fresh copy of :data:`TINY_XCODEC2` with top-level ``overrides`` applied."""
+    values = copy.deepcopy(TINY_XCODEC2)
+    values.update(overrides)
+    return values
+
+
+def tiny_xcodec_dict(kind: str = "hubert", **overrides: Any) -> dict[str, Any]:
+    """The tiny X-Codec ``config.json`` dict with a HuBERT or WavLM (``kind``) teacher."""
+    if kind not in ("hubert", "wavlm"):
+        raise ValueError(f"kind must be 'hubert' or 'wavlm', not {kind!r}")
+    semantic = {"model_type": kind, **TINY_XCODEC_SEMANTIC}
+    if kind == "wavlm":
+        semantic.update(TINY_WAVLM_EXTRA)
+    values: dict[str, Any] = {
+        "acoustic_model_config": dict(TINY_XCODEC_ACOUSTIC),
+        "semantic_model_config": semantic,
+        "codebook_size": 16,
+        "target_bandwidths": list(TINY_XCODEC_BANDWIDTHS),
+    }
+    values.update(overrides)
+    return values
+
+
+def tiny_xcodec2_config(**overrides: Any) -> Xcodec2Config:
+    """Our :class:`Xcodec2Config` of :data:`TINY_XCODEC2` (with ``overrides``)."""
+    return Xcodec2Config.from_dict(tiny_xcodec2_dict(**overrides))
 
 
 def perturb_(model: torch.nn.Module, seed: int = 0, scale: float = 0.5) -> torch.nn.Module:

@@ -14,7 +14,9 @@ from _oracle import require_oracle
 require_oracle("transformers")
 
 import transformers  # noqa: E402
+from _asserts import assert_codes_vary  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
+from test_xcodec2_model import perturbed_reference, tiny_reference_config  # noqa: E402
 
 from xcodec.checkpoints.xcodec2 import load_xcodec2, save_xcodec2  # noqa: E402
 from xcodec.errors import CheckpointError  # noqa: E402
@@ -24,32 +26,8 @@ HOP = 320
 
 
 def tiny_reference() -> transformers.Xcodec2Model:
-    semantic = transformers.Wav2Vec2BertConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        intermediate_size=64,
-        conv_depthwise_kernel_size=5,
-    )
-    config = transformers.Xcodec2Config(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=16,
-        encoder_hidden_size=4,
-        downsampling_ratios=[2, 2, 4, 4, 5],
-        semantic_model_config=semantic,
-        quantization_dim=64,
-        quantization_levels=[4, 4, 4],
-    )
-    torch.manual_seed(0)
-    model = transformers.Xcodec2Model(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * (0.2 if param.dim() == 1 else 0.05))
-    return model
+    """The shared tiny X-Codec2 (tests/_tiny.py) as the oracle builds it, every parameter perturbed."""
+    return perturbed_reference(tiny_reference_config(), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +63,7 @@ def test_save_load_round_trip_is_bit_exact(reference_folder: tuple[Any, Path], t
         assert torch.equal(first[key], second[key]), key
     with torch.inference_mode():
         out1, out2 = ours(**inputs()), again(**inputs())
+    assert_codes_vary(out1.audio_codes, min_distinct=3)
     assert torch.equal(out1.audio_codes, out2.audio_codes)
     assert torch.equal(out1.audio_values, out2.audio_values)
 
@@ -101,6 +80,7 @@ def test_transformers_loads_what_we_save(reference_folder: tuple[Any, Path], tmp
     with torch.no_grad():
         expected = reference(**inputs())
         actual = loaded(**inputs())
+    assert_codes_vary(expected.audio_codes, min_distinct=3)
     assert torch.equal(actual.audio_codes, expected.audio_codes)
     assert torch.equal(actual.audio_values, expected.audio_values)
     # Our config.json reproduces theirs field for field.

@@ -3,7 +3,7 @@
 The reference is built with random, perturbed weights (random codebooks too: the
 Transformers init zeroes them), saved with ``save_pretrained`` and loaded with ours.
 Codes must be identical at every bandwidth (or differ only at proven near-ties, see
-:func:`assert_codes_match`) and audio within 1e-4.
+:func:`assert_codes_match`) and audio within 1e-4 of the reference audio's peak.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _asserts import assert_close_to_peak, assert_codes_vary, assert_tie_share
 from _oracle import require_oracle
+from _tiny import TINY_XCODEC_BANDWIDTHS, tiny_xcodec_dict
 
 transformers = require_oracle("transformers")
 
@@ -20,35 +22,14 @@ from xcodec.checkpoints.xcodec import load_xcodec  # noqa: E402
 from xcodec.configs.xcodec import DacConfig, XcodecConfig  # noqa: E402
 from xcodec.models.xcodec import XcodecModel  # noqa: E402
 
-AUDIO_TOLERANCE = 1e-4
-# Small but shaped like the published model: DAC ratios (8, 5, 4, 2) -> hop 320, the base
-# HuBERT/WavLM conv strides (also 320), 8 codebooks. Codebooks of 16 entries make the
-# bandwidths 0.2 kbps per codebook at 50 frames/s.
-TINY_BANDWIDTHS = [0.2, 0.4, 0.8, 1.6]
-_TINY_SEMANTIC = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 48,
-    "conv_dim": [8] * 7,
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 4,
-}
+AUDIO_TOLERANCE = 1e-4  # of the reference audio's peak
+TINY_BANDWIDTHS = TINY_XCODEC_BANDWIDTHS  # the shared tiny X-Codec (tests/_tiny.py)
 
 
 def tiny_reference(kind: str, *, seed: int = 0) -> transformers.XcodecModel:
-    """A Transformers XcodecModel with a tiny HuBERT or WavLM teacher and perturbed random weights."""
+    """A Transformers XcodecModel of the shared tiny config, a HuBERT or WavLM teacher, perturbed weights."""
     torch.manual_seed(seed)
-    if kind == "hubert":
-        semantic = transformers.HubertConfig(**_TINY_SEMANTIC)
-    else:
-        semantic = transformers.WavLMConfig(**_TINY_SEMANTIC, num_buckets=16, max_bucket_distance=40)
-    config = transformers.XcodecConfig(
-        acoustic_model_config={"encoder_hidden_size": 2, "decoder_hidden_size": 32, "hidden_size": 8},
-        semantic_model_config=semantic,
-        codebook_size=16,
-        target_bandwidths=TINY_BANDWIDTHS,
-    )
+    config = transformers.XcodecConfig(**tiny_xcodec_dict(kind))
     model = transformers.XcodecModel(config).eval()
     with torch.no_grad():
         # Perturb every parameter so a wrong mapping or a skipped layer shows up.
@@ -102,10 +83,15 @@ def assert_codes_match(
     reference: transformers.XcodecModel, input_values: torch.Tensor, ours: torch.Tensor, theirs: torch.Tensor
 ) -> None:
     """Codes equal, except where the reference's choice was a near-tie (best and second-best
-    squared distances within 1e-4 relative); after such a tie, later stages of that frame are free."""
+    squared distances within 1e-4 relative); after such a tie, later stages of that frame are free.
+    At most 1% of the frames may differ (each from a proven tie)."""
     assert ours.shape == theirs.shape
     if torch.equal(ours, theirs):
         return
+    frames_differing = int((ours != theirs).any(dim=1).sum())
+    assert_tie_share(
+        frames_differing, theirs.shape[0] * theirs.shape[2], what="X-Codec frames vs the reference"
+    )
     residual = reference_quantizer_input(reference, input_values)
     batch, num_stages, frames = theirs.shape
     free = torch.zeros(batch, frames, dtype=torch.bool)
@@ -132,11 +118,13 @@ def test_encode_decode_match_transformers(pair, bandwidth: float | None) -> None
     theirs = reference.encode(audio, bandwidth).audio_codes
     codes = ours.encode(audio, bandwidth).audio_codes
     assert codes.dtype == torch.long
+    for stage in range(theirs.shape[1]):  # every codebook picks varied rows
+        assert_codes_vary(theirs[:, stage], min_distinct=3, what=f"codebook {stage}")
     assert_codes_match(reference, audio, codes, theirs)
     expected = reference.decode(theirs).audio_values
     decoded = ours.decode(theirs).audio_values
     assert decoded.shape == expected.shape == (2, 1, 3200)
-    assert (decoded - expected).abs().max().item() <= AUDIO_TOLERANCE
+    assert_close_to_peak(decoded, expected, AUDIO_TOLERANCE)
 
 
 @torch.no_grad()
@@ -153,11 +141,12 @@ def test_number_of_codebooks_per_bandwidth(pair) -> None:
 def test_decode_any_number_of_codebooks(pair) -> None:
     reference, ours = pair
     codes = torch.randint(0, 16, (2, 8, 7))
+    assert_codes_vary(codes[:, 0], min_distinct=4)
     for count in (1, 3, 5, 8):
         expected = reference.decode(codes[:, :count]).audio_values
         decoded = ours.decode(codes[:, :count]).audio_values
         assert decoded.shape == (2, 1, 7 * 320)
-        assert (decoded - expected).abs().max().item() <= AUDIO_TOLERANCE
+        assert_close_to_peak(decoded, expected, AUDIO_TOLERANCE)
 
 
 @torch.no_grad()
@@ -169,9 +158,10 @@ def test_forward_matches_transformers_on_unaligned_length(pair) -> None:
     expected = reference(audio, bandwidth=0.8)
     output = ours(audio, bandwidth=0.8)
     assert output.audio_codes.shape == (1, 4, 11)
+    assert_codes_vary(expected.audio_codes[:, 0], min_distinct=3)
     assert_codes_match(reference, audio, output.audio_codes, expected.audio_codes)
     assert output.audio_values.shape == (1, 1, 3300)
-    assert (output.audio_values - expected.audio_values).abs().max().item() <= AUDIO_TOLERANCE
+    assert_close_to_peak(output.audio_values, expected.audio_values, AUDIO_TOLERANCE)
 
 
 def test_unsupported_bandwidth_names_the_supported_ones(pair) -> None:
@@ -200,6 +190,7 @@ def test_tokenize_padded_batch_equals_items_alone(pair) -> None:
     result = ours.tokenize(waveforms, lengths, bandwidth=0.4)
     assert result.code_lengths.tolist() == [12, 8, 12]
     assert result.audio_codes.shape == (3, 2, 12)
+    assert_codes_vary(result.audio_codes[:, 0], min_distinct=3)
     for item, length in enumerate(lengths.tolist()):
         alone = reference.encode(audio[item : item + 1, :, :length], 0.4).audio_codes
         frames = int(result.code_lengths[item])
@@ -216,8 +207,7 @@ def test_tokenize_padded_batch_equals_items_alone(pair) -> None:
     for item in range(3):
         frames = int(result.code_lengths[item])
         alone = reference.decode(result.audio_codes[item : item + 1, :, :frames]).audio_values[0, 0]
-        got = audio_out.audio[item, : alone.shape[-1]]
-        assert (got - alone).abs().max().item() <= AUDIO_TOLERANCE
+        assert_close_to_peak(audio_out.audio[item, : alone.shape[-1]], alone, AUDIO_TOLERANCE)
     assert (audio_out.audio[1, 2560:] == 0).all()
 
 
@@ -304,12 +294,11 @@ def test_full_size_matches_transformers_on_real_recordings(
             codes = ours.encode(audio, bandwidth).audio_codes
             assert_codes_match(reference, audio, codes, theirs)
         # A test on constant codes would prove little: every stage must pick varied rows.
-        assert min(theirs[:, stage].unique().numel() for stage in range(theirs.shape[1])) >= 10
+        for stage in range(theirs.shape[1]):
+            assert_codes_vary(theirs[:, stage], min_distinct=10, what=f"codebook {stage}")
         expected_audio = reference.decode(theirs).audio_values
-        difference = ours.decode(theirs).audio_values - expected_audio
+        ours_audio = ours.decode(theirs).audio_values
     # This random decoder (no final tanh) puts out audio peaking near 100, not within +-1;
     # our channels-last convolutions sum in another order, so the float32 error scales
-    # with the signal (measured 1.3e-3 at a 97 peak: 1.3e-5 relative). The contract's 1e-4
-    # is for audio within +-1, so it applies relative to the peak here.
-    peak = max(1.0, expected_audio.abs().max().item())
-    assert difference.abs().max().item() <= AUDIO_TOLERANCE * peak
+    # with the signal (measured 1.3e-3 at a 97 peak: 1.3e-5 relative).
+    assert_close_to_peak(ours_audio, expected_audio, AUDIO_TOLERANCE)
