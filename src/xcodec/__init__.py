@@ -11,12 +11,14 @@ Quick start::
 from xcodec.api import BatchError, Codec, ItemError, load
 from xcodec.auto import AutoFeatureExtractor, AutoModel
 from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
+from xcodec.configs.neucodec import NeuCodecConfig
 from xcodec.configs.ssl import HubertConfig, WavLMConfig
 from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
 from xcodec.configs.xcodec import XcodecConfig
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import AudioError, CheckpointError, XcodecError
-from xcodec.features import Xcodec2FeatureExtractor, XcodecFeatureExtractor
+from xcodec.features import NeuCodecFeatureExtractor, Xcodec2FeatureExtractor, XcodecFeatureExtractor
+from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
 from xcodec.models.xcodec2 import Xcodec2Model
 
@@ -33,6 +35,9 @@ __all__ = [
     "DetokenizeResult",
     "HubertConfig",
     "ItemError",
+    "NeuCodecConfig",
+    "NeuCodecFeatureExtractor",
+    "NeuCodecModel",
     "TokenizeResult",
     "Wav2Vec2BertConfig",
     "WavLMConfig",

@@ -128,8 +128,19 @@ class Codec:
     # ---- description -------------------------------------------------------------------
     @property
     def sample_rate(self) -> int:
-        """Sampling rate in Hz of the audio the codec takes (after resampling) and returns."""
+        """Sampling rate in Hz of the audio ``decode`` returns (and ``encode`` takes, unless
+        :attr:`input_sample_rate` differs: NeuCodec encodes 16 kHz and decodes 24 kHz)."""
         return self.model.sample_rate
+
+    @property
+    def input_sample_rate(self) -> int:
+        """Sampling rate in Hz ``encode`` resamples its inputs to."""
+        return self.model.input_sample_rate
+
+    @property
+    def input_hop_length(self) -> int:
+        """Input samples (at :attr:`input_sample_rate`) per code frame."""
+        return self.hop_length * self.input_sample_rate // self.sample_rate
 
     @property
     def frame_rate(self) -> float:
@@ -138,7 +149,7 @@ class Codec:
 
     @property
     def hop_length(self) -> int:
-        """Audio samples per code frame."""
+        """Output audio samples (at :attr:`sample_rate`) per code frame."""
         return self.model.hop_length
 
     @property
@@ -165,12 +176,12 @@ class Codec:
 
         source = _describe(item, index)
         if isinstance(item, (str, os.PathLike)):
-            loaded = load_audio(Path(item), self.sample_rate)  # warns itself on samples beyond +-1
+            loaded = load_audio(Path(item), self.input_sample_rate)  # warns itself on samples beyond +-1
             return PreparedAudio(loaded.waveform, source, loaded.original_sample_rate, loaded.mixed_down)
         if sampling_rate is None:
             raise AudioError(f"{source}: pass sampling_rate= with arrays and tensors")
         try:
-            loaded = as_waveform(item, sampling_rate, self.sample_rate)
+            loaded = as_waveform(item, sampling_rate, self.input_sample_rate)
         except AudioError as exc:
             raise AudioError(f"{source}: {exc}") from exc
         peak = _peak_of_float_input(item)
@@ -181,14 +192,16 @@ class Codec:
             )
         return PreparedAudio(loaded.waveform, source, sampling_rate, loaded.mixed_down)
 
-    def _batches(self, lengths: Sequence[int]) -> Iterator[list[int]]:
+    def _batches(self, lengths: Sequence[int], sample_rate: int) -> Iterator[list[int]]:
         """Group indices into batches of similar length, at most ``max_batch_seconds`` of padded audio.
+
+        lengths: samples at ``sample_rate``.
 
         Items of different lengths share a batch only with a model that declares
         ``batch_invariant`` (padding that cannot change any item's result).
         """
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        budget = max(1, int(self.max_batch_seconds * self.sample_rate))
+        budget = max(1, int(self.max_batch_seconds * sample_rate))
         batch_invariant = bool(getattr(self.model, "batch_invariant", False))
         group: list[int] = []
         for i in order:
@@ -207,7 +220,7 @@ class Codec:
         """Codes (num_codebooks, frames) of each waveform (samples,), batched by length."""
         results: list[torch.Tensor | None] = [None] * len(waveforms)
         lengths = [int(w.shape[-1]) for w in waveforms]
-        for group in self._batches(lengths):
+        for group in self._batches(lengths, self.input_sample_rate):
             longest = max(lengths[i] for i in group)
             batch = torch.zeros(len(group), longest, dtype=torch.float32)
             for row, i in enumerate(group):
@@ -225,7 +238,7 @@ class Codec:
         """Audio (samples,) float32 of each code matrix (num_codebooks, frames), batched by length."""
         results: list[torch.Tensor | None] = [None] * len(codes)
         frames = [int(c.shape[-1]) for c in codes]
-        for group in self._batches([f * self.hop_length for f in frames]):
+        for group in self._batches([f * self.hop_length for f in frames], self.sample_rate):
             for k in sorted({int(codes[i].shape[0]) for i in group}):
                 sub = [i for i in group if codes[i].shape[0] == k]
                 longest = max(frames[i] for i in sub)
@@ -275,7 +288,7 @@ class Codec:
 
         Raises the model's error if any item fails (:meth:`encode` isolates the item).
         """
-        hop = self.hop_length
+        hop = self.input_hop_length
         return self._windowed(
             [p.waveform for p in items],
             num_frames=lambda waveform: math.ceil(waveform.shape[-1] / hop),

@@ -1,10 +1,12 @@
 """One entry point for both codecs: pick the model class from what a checkpoint holds.
 
 Detection order (first match wins):
-1. a folder (or hub repo) with ``config.json`` whose ``model_type`` is ``xcodec2`` or ``xcodec``
-   (the Transformers layout);
+1. a folder (or hub repo) with ``config.json`` whose ``model_type`` is ``xcodec2``, ``neucodec``
+   or ``xcodec`` (the Transformers layout);
 2. a ``config.json`` with the original ``xcodec2`` package's BigCodecConfig keys;
-3. a ``.pth``/``.ckpt`` file, or a folder holding one next to a ``config.yaml``
+3. a folder with ``pytorch_model.bin`` and no Transformers ``config.json`` (the original
+   NeuCodec layout of ``neuphonic/neucodec``);
+4. a ``.pth``/``.ckpt`` file, or a folder holding one next to a ``config.yaml``
    (the original X-Codec layout).
 """
 
@@ -27,7 +29,7 @@ _PICKLE_SUFFIXES = (".pth", ".ckpt", ".pt", ".bin")
 
 
 def detect_codec(path: Path) -> str:
-    """Return ``"xcodec2"`` or ``"xcodec"`` for a local checkpoint path; raise if neither."""
+    """Return ``"xcodec2"``, ``"neucodec"`` or ``"xcodec"`` for a local checkpoint path; raise if none."""
     if path.is_file():
         if path.suffix in _PICKLE_SUFFIXES:
             return "xcodec"
@@ -44,16 +46,20 @@ def detect_codec(path: Path) -> str:
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read {config_file}: {exc}") from exc
         model_type = values.get("model_type") if isinstance(values, dict) else None
-        if model_type in ("xcodec2", "xcodec"):
+        if model_type in ("xcodec2", "neucodec", "xcodec"):
             return str(model_type)
         if model_type is not None:
             raise CheckpointError(
-                f"{config_file} has model_type {model_type!r}; xcodec loads 'xcodec2' and 'xcodec'"
+                f"{config_file} has model_type {model_type!r}; xcodec loads 'xcodec2', 'neucodec' and 'xcodec'"
             )
         from xcodec.checkpoints.xcodec2_original import is_original_xcodec2
 
         if is_original_xcodec2(path):
             return "xcodec2"
+    from xcodec.checkpoints.neucodec_original import is_original_neucodec
+
+    if is_original_neucodec(path):
+        return "neucodec"
     if any(path.glob("*.pth")) or any(path.glob("*.ckpt")):
         return "xcodec"
     raise CheckpointError(
@@ -67,13 +73,17 @@ def _model_class(kind: str) -> type[CodecModel]:
         from xcodec.models.xcodec2 import Xcodec2Model
 
         return Xcodec2Model
+    if kind == "neucodec":
+        from xcodec.models.neucodec import NeuCodecModel
+
+        return NeuCodecModel
     from xcodec.models.xcodec import XcodecModel
 
     return XcodecModel
 
 
 class AutoModel:
-    """``AutoModel.from_pretrained(id_or_path)`` returns an ``Xcodec2Model`` or an ``XcodecModel``."""
+    """``AutoModel.from_pretrained(id_or_path)`` returns an ``Xcodec2Model``, ``NeuCodecModel`` or ``XcodecModel``."""
 
     @staticmethod
     def from_pretrained(
@@ -86,13 +96,19 @@ class AutoModel:
         local_files_only: bool | None = None,
         token: str | bool | None = None,
         parts: str = "all",
+        **model_kwargs: Any,
     ) -> CodecModel:
-        """Load either codec; ``parts`` ("all", "encoder", "decoder") as in the model classes."""
+        """Load any of the codecs; ``parts`` ("all", "encoder", "decoder") as in the model classes.
+
+        model_kwargs: options of one model class, passed on (NeuCodec: ``semantic_model``).
+        """
         path = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
         model_class = _model_class(detect_codec(path))
-        model: CodecModel = model_class.from_pretrained(path, device=device, dtype=dtype, parts=parts)  # type: ignore[attr-defined]
+        model: CodecModel = model_class.from_pretrained(  # type: ignore[attr-defined]
+            path, device=device, dtype=dtype, parts=parts, **model_kwargs
+        )
         return model
 
 
@@ -102,8 +118,11 @@ class AutoFeatureExtractor:
     @staticmethod
     def from_pretrained(id_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> Any:
         path = resolve_checkpoint(id_or_path, **hub_kwargs)
-        from xcodec.features import Xcodec2FeatureExtractor, XcodecFeatureExtractor
+        from xcodec.features import NeuCodecFeatureExtractor, Xcodec2FeatureExtractor, XcodecFeatureExtractor
 
-        if detect_codec(path) == "xcodec2":
+        kind = detect_codec(path)
+        if kind == "xcodec2":
             return Xcodec2FeatureExtractor.from_pretrained(path)
+        if kind == "neucodec":
+            return NeuCodecFeatureExtractor.from_pretrained(path)
         return XcodecFeatureExtractor.from_pretrained(path if path.is_dir() else path.parent)

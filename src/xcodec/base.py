@@ -89,7 +89,14 @@ class CodecModel(nn.Module, abc.ABC):
     @property
     @abc.abstractmethod
     def sample_rate(self) -> int:
-        """Sampling rate in Hz of the audio the codec takes and returns."""
+        """Sampling rate in Hz of the audio the codec returns (and takes, see ``input_sample_rate``)."""
+
+    @property
+    def input_sample_rate(self) -> int:
+        """Sampling rate in Hz of the audio ``tokenize`` takes: ``sample_rate`` unless the codec
+        changes rate (NeuCodec: 16 kHz in, 24 kHz out). ``hop_length`` and ``frame_rate``
+        are in the output domain."""
+        return self.sample_rate
 
     @property
     @abc.abstractmethod
@@ -121,7 +128,7 @@ class CodecModel(nn.Module, abc.ABC):
     ) -> TokenizeResult:
         """Encode a padded batch of mono waveforms.
 
-        waveforms: (batch, samples) float at ``sample_rate``, zero-padded past ``lengths``.
+        waveforms: (batch, samples) float at ``input_sample_rate``, zero-padded past ``lengths``.
         lengths: (batch,) valid samples of each item; None means all are full length.
         bandwidth: kbps for codecs with a choice of codebook count; None picks the highest.
         """

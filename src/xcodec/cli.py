@@ -93,13 +93,19 @@ def cmd_encode(args: argparse.Namespace) -> int:
             out_path,
             audio_codes=codes.numpy().astype(np.int32),
             sample_rate=np.int64(codec.sample_rate),
-            num_samples=np.int64(item.waveform.shape[-1]),
+            # At the output rate, what `decode` cuts to (NeuCodec: 16 kHz in, 24 kHz out).
+            num_samples=np.int64(_output_samples(codec, item.waveform.shape[-1])),
             original_sample_rate=np.int64(item.original_sample_rate),
             model=np.str_(codec.model_id),
             bandwidth=np.float64(args.bandwidth if args.bandwidth is not None else np.nan),
         )
         _say(f"{item.source} -> {out_path} ({codes.shape[0]} x {codes.shape[1]} codes)")
     return _finish(failures, len(inputs))
+
+
+def _output_samples(codec: Codec, input_samples: int) -> int:
+    """Samples at the output rate (``codec.sample_rate``) of ``input_samples`` at the input rate."""
+    return input_samples * codec.sample_rate // codec.input_sample_rate
 
 
 def _write_wav(path: Path, waveform: torch.Tensor, sample_rate: int) -> None:
@@ -155,7 +161,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         item, codes = results[0]
         audio = codec.decode(codes)
         assert isinstance(audio, torch.Tensor)
-        _write_wav(args.output, audio[: item.waveform.shape[-1]], codec.sample_rate)
+        _write_wav(args.output, audio[: _output_samples(codec, item.waveform.shape[-1])], codec.sample_rate)
         _say(f"{path} -> {codes.shape[0]} x {codes.shape[1]} codes -> {args.output}")
     return _finish(failures, 1)
 
@@ -163,7 +169,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from xcodec.auto import AutoModel
 
-    model = AutoModel.from_pretrained(args.source)
+    options: dict[str, str] = {}
+    if args.semantic_model is not None:
+        options["semantic_model"] = args.semantic_model
+    model = AutoModel.from_pretrained(args.source, **options)  # type: ignore[arg-type]
     model.save_pretrained(args.destination)  # type: ignore[operator]
     _say(f"{args.source} -> {args.destination} (Transformers layout)")
     return 0
@@ -177,6 +186,11 @@ def cmd_random_checkpoint(args: argparse.Namespace) -> int:
         from xcodec.models.xcodec2 import Xcodec2Model
 
         model: torch.nn.Module = Xcodec2Model(Xcodec2Config())
+    elif args.codec == "neucodec":
+        from xcodec.configs.neucodec import NeuCodecConfig
+        from xcodec.models.neucodec import NeuCodecModel
+
+        model = NeuCodecModel(NeuCodecConfig())
     else:
         from xcodec.configs.xcodec import XcodecConfig
         from xcodec.models.xcodec import XcodecModel
@@ -235,10 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="original-layout checkpoint -> Transformers layout")
     p.add_argument("source", help="checkpoint folder, .pth file or hub id")
     p.add_argument("destination", type=Path)
+    p.add_argument(
+        "--semantic-model",
+        default=None,
+        help="NeuCodec original layout: hub id or folder of the W2V-BERT 2.0 weights "
+        "(default facebook/w2v-bert-2.0)",
+    )
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("random-checkpoint", help="write a random-weight full-size checkpoint (testing)")
-    p.add_argument("codec", choices=["xcodec2", "xcodec"])
+    p.add_argument("codec", choices=["xcodec2", "neucodec", "xcodec"])
     p.add_argument("destination", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_random_checkpoint)

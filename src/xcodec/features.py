@@ -47,6 +47,7 @@ from xcodec.errors import AudioError
 __all__ = [
     "PREPROCESSOR_CONFIG_NAME",
     "BatchFeature",
+    "NeuCodecFeatureExtractor",
     "Xcodec2FeatureExtractor",
     "XcodecFeatureExtractor",
     "kaldi_fbank",
@@ -414,9 +415,16 @@ class Xcodec2FeatureExtractor(_PreprocessorConfig):
         """
         return _round_up(num_samples + 1, self.hop_length)
 
+    def fbank_edge_padding(self) -> int:
+        """Zeros added on each side of an item's padded audio before its filterbank: hop // 2.
+
+        NeuCodec's extractor adds none (:class:`NeuCodecFeatureExtractor`).
+        """
+        return self.hop_length // 2
+
     def num_frames(self, num_samples: int) -> int:
         """Filterbank frames (before stacking) of an item of ``num_samples``."""
-        window_input = self.padded_length(num_samples) + 2 * (self.hop_length // 2)
+        window_input = self.padded_length(num_samples) + 2 * self.fbank_edge_padding()
         return 1 + (window_input - self.frame_length) // self.frame_shift
 
     def __call__(
@@ -478,8 +486,8 @@ class Xcodec2FeatureExtractor(_PreprocessorConfig):
         # Each item's filterbank sees its own padded_length(n) samples centred by hop // 2
         # zeros per side. Samples past that are zeros in input_values too, so one fbank over
         # the whole batch gives every item its own frames; later frames are discarded.
-        half_hop = self.hop_length // 2
-        waveforms = F.pad(input_values * KALDI_WAVEFORM_SCALE, (half_hop, half_hop))
+        edge = self.fbank_edge_padding()
+        waveforms = F.pad(input_values * KALDI_WAVEFORM_SCALE, (edge, edge))
         log_mel = kaldi_fbank(
             waveforms,
             sample_rate=self.sampling_rate,
@@ -511,6 +519,24 @@ class Xcodec2FeatureExtractor(_PreprocessorConfig):
         # A stacked row is valid only if all its frames are.
         row_mask = frame_mask.reshape(batch, rows, self.stride).amin(dim=-1)
         return features, row_mask
+
+
+@dataclasses.dataclass
+class NeuCodecFeatureExtractor(Xcodec2FeatureExtractor):
+    """NeuCodec inputs: X-Codec2's, except that the filterbank gets no edge padding.
+
+    Quirk "code count" (NeuCodec's reference and Transformers' ``NeuCodecFeatureExtractor``):
+    the fbank runs on the item's ``padded_length(n)`` samples as they are, without
+    X-Codec2's ``hop // 2`` zeros on each side, so an item gets ``padded_length(n) / hop - 1``
+    stacked feature rows, one fewer than its acoustic frames; the model then trims the
+    acoustic frames to match (16,000 samples -> 50 codes). Pinned by
+    ``tests/test_neucodec.py::test_code_count_quirk``.
+    """
+
+    feature_extractor_type: ClassVar[str] = "NeuCodecFeatureExtractor"
+
+    def fbank_edge_padding(self) -> int:
+        return 0
 
 
 # --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -35,6 +35,9 @@ from xcodec.layers.masking import (
 )
 from xcodec.layers.vocos import ISTFTHead, ResNetBlock, RotaryEmbedding, TransformerLayer
 from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
+
+if TYPE_CHECKING:
+    from xcodec.features import Xcodec2FeatureExtractor
 
 __all__ = [
     "Xcodec2DecoderOutput",
@@ -261,6 +264,26 @@ class Xcodec2Model(CodecModel):
         fused = torch.cat([semantic, acoustic], dim=1)
         return self.fc_encoder(fused.transpose(1, 2))
 
+    # Hooks where NeuCodec (models/neucodec.py) differs; X-Codec2's versions here.
+    def _num_code_frames(self, num_samples: int) -> int:
+        """Code frames of ``input_values`` holding ``num_samples`` (a multiple of the hop)."""
+        return num_samples // self.hop_length
+
+    def _codes_mask(self, padding_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """``audio_codes_mask`` from the padding mask, in its layout and dtype (see :class:`Xcodec2EncoderOutput`)."""
+        # The reference's mask: a frame counts only if it lies wholly inside the audio
+        # (floor), one frame fewer than the item gets alone when its length is a multiple
+        # of the hop ("always pad" quirk); ``code_lengths`` is the alone count.
+        num_valid = padding_mask.sum(dim=-1, keepdim=True) // self.hop_length
+        frame_index = torch.arange(num_frames, device=padding_mask.device)
+        return (frame_index[None, :] < num_valid).to(padding_mask.dtype)
+
+    def _feature_extractor(self) -> Xcodec2FeatureExtractor:
+        """The extractor ``tokenize`` builds its inputs with."""
+        from xcodec.features import Xcodec2FeatureExtractor
+
+        return Xcodec2FeatureExtractor(sampling_rate=self.input_sample_rate, hop_length=self.hop_length)
+
     part_modules: ClassVar[dict[str, tuple[str, ...]]] = {
         "encoder": ("semantic_encoder", "semantic_adapter", "acoustic_encoder", "fc_encoder", "quantizer"),
         "decoder": ("quantizer", "acoustic_decoder"),
@@ -293,7 +316,7 @@ class Xcodec2Model(CodecModel):
             batch runs the plain path either way, at no extra cost.
         """
         self.require_part("encoder")
-        num_frames = input_values.shape[-1] // self.hop_length
+        num_frames = self._num_code_frames(input_values.shape[-1])
         code_lengths = None if padding_mask is None else self._solo_frames(padding_mask, num_frames)
         frame_lengths = lengths_if_padded(code_lengths, num_frames) if batch_invariant else None
         if frame_lengths is not None:
@@ -303,12 +326,7 @@ class Xcodec2Model(CodecModel):
         audio_codes = indices[:, None, :]
         audio_codes_mask = None
         if padding_mask is not None:
-            # The reference's mask: a frame counts only if it lies wholly inside the audio
-            # (floor), one frame fewer than the item gets alone when its length is a multiple
-            # of the hop ("always pad" quirk); ``code_lengths`` is the alone count.
-            num_valid = padding_mask.sum(dim=-1, keepdim=True) // self.hop_length
-            frame_index = torch.arange(audio_codes.shape[-1], device=padding_mask.device)
-            audio_codes_mask = (frame_index[None, :] < num_valid).to(padding_mask.dtype)
+            audio_codes_mask = self._codes_mask(padding_mask, audio_codes.shape[-1])
         return Xcodec2EncoderOutput(
             audio_codes=audio_codes,
             audio_codes_mask=audio_codes_mask,
@@ -382,7 +400,9 @@ class Xcodec2Model(CodecModel):
         decoded = self.decode(
             latents=encoded.latents, code_lengths=encoded.code_lengths if batch_invariant else None
         )
-        audio_values = decoded.audio_values[..., : input_values.shape[-1]]
+        # The input's duration at the output rate (NeuCodec decodes at 24 kHz from 16 kHz).
+        output_length = input_values.shape[-1] * self.sample_rate // self.input_sample_rate
+        audio_values = decoded.audio_values[..., :output_length]
         return Xcodec2Output(
             audio_values=audio_values,
             audio_codes=encoded.audio_codes,
@@ -400,7 +420,7 @@ class Xcodec2Model(CodecModel):
         *,
         bandwidth: float | None = None,
     ) -> TokenizeResult:
-        """Encode a padded batch of 16 kHz mono waveforms (batch, samples), batch-invariantly.
+        """Encode a padded batch of mono waveforms (batch, samples) at ``input_sample_rate``, batch-invariantly.
 
         Builds the features itself (X-Codec2 feature extractor, each item cut to its
         length first). Item i's codes are exactly those it gets alone, 0 after its
@@ -408,15 +428,13 @@ class Xcodec2Model(CodecModel):
         the number the reference returns for it alone, ``ceil((length + 1) / hop_length)``
         (the +1 is the extractor's "always pad" sample). ``bandwidth`` is ignored (one codebook).
         """
-        from xcodec.features import Xcodec2FeatureExtractor
-
         B, T = waveforms.shape
         if lengths is None:
             lengths = torch.full((B,), T, dtype=torch.long)
-        extractor = Xcodec2FeatureExtractor(sampling_rate=self.sample_rate, hop_length=self.hop_length)
+        extractor = self._feature_extractor()
         # The extractor computes on the waveforms' device.
         items = [waveforms[index, : int(length)].detach().float() for index, length in enumerate(lengths)]
-        features = extractor(items, sampling_rate=self.sample_rate, return_tensors="pt")
+        features = extractor(items, sampling_rate=extractor.sampling_rate, return_tensors="pt")
         device, dtype = self.device, self.dtype
         encoded = self.encode(
             features["input_values"].to(device=device, dtype=dtype),
