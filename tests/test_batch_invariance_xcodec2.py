@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from _asserts import assert_close_to_peak, assert_codes_vary
 from _oracle import require_oracle
 from _tiny import tiny_xcodec2
 from torch import nn
@@ -38,7 +39,7 @@ from xcodec.layers.masking import (
 from xcodec.models.xcodec2 import Xcodec2Model
 
 HOP = 320
-AUDIO_TOLERANCE = 1e-4
+AUDIO_TOLERANCE = 1e-4  # of the expected audio's peak (the control below: absolute)
 EXTRACTOR = Xcodec2FeatureExtractor()
 
 
@@ -105,6 +106,11 @@ def _max_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a - b).abs().max().item()
 
 
+def _valid_codes(audio_codes: torch.Tensor, code_lengths: torch.Tensor) -> torch.Tensor:
+    """The codes of every item's valid frames, (total frames,), from (batch, codebooks, frames)."""
+    return torch.cat([audio_codes[i, :, :n].reshape(-1) for i, n in enumerate(code_lengths.tolist())])
+
+
 # ---------------------------------------------------------------------------- the model
 
 
@@ -118,6 +124,7 @@ def test_tokenize_and_detokenize_equal_each_item_alone(model: Xcodec2Model, leng
     # code_lengths is the count the reference gives the item alone: padded_length(n) / hop.
     assert batch.code_lengths.tolist() == [EXTRACTOR.padded_length(n) // HOP for n in lengths]
     assert decoded.lengths.tolist() == [EXTRACTOR.padded_length(n) for n in lengths]
+    assert_codes_vary(_valid_codes(batch.audio_codes, batch.code_lengths), min_distinct=3)
     for index, item in enumerate(items):
         codes_alone, _ = _alone(model, item)
         frames = int(batch.code_lengths[index])
@@ -126,8 +133,8 @@ def test_tokenize_and_detokenize_equal_each_item_alone(model: Xcodec2Model, leng
         with torch.inference_mode():
             audio_alone = model.decode(audio_codes=codes_alone[None, None]).audio_values[0, 0]
         samples = int(decoded.lengths[index])
-        assert _max_difference(decoded.audio[index, :samples], audio_alone) <= AUDIO_TOLERANCE, (
-            f"item {index}"
+        assert_close_to_peak(
+            decoded.audio[index, :samples], audio_alone, AUDIO_TOLERANCE, what=f"item {index}"
         )
         assert torch.all(decoded.audio[index, samples:] == 0)
 
@@ -146,13 +153,14 @@ def test_encode_and_forward_equal_each_item_alone(model: Xcodec2Model, lengths: 
     assert torch.equal(encoded.audio_codes, without_features_mask.audio_codes)
     assert torch.equal(forward.audio_codes, encoded.audio_codes)
     assert encoded.code_lengths is not None
+    assert_codes_vary(_valid_codes(encoded.audio_codes, encoded.code_lengths), min_distinct=3)
     for index, item in enumerate(items):
         codes_alone, audio_alone = _alone(model, item)
         frames = int(encoded.code_lengths[index])
         assert frames == codes_alone.numel()
         assert torch.equal(encoded.audio_codes[index, 0, :frames], codes_alone), f"item {index}"
         samples = audio_alone.numel()
-        assert _max_difference(forward.audio_values[index, 0, :samples], audio_alone) <= AUDIO_TOLERANCE
+        assert_close_to_peak(forward.audio_values[index, 0, :samples], audio_alone, AUDIO_TOLERANCE)
         assert torch.all(forward.audio_values[index, 0, samples:] == 0)
 
 
@@ -170,10 +178,11 @@ def test_decode_with_code_lengths_or_mask_equals_each_item_alone(model: Xcodec2M
             for i, n in enumerate(code_lengths.tolist())
         ]
     assert torch.equal(by_lengths, by_mask)
+    assert_codes_vary(codes, min_distinct=10)
     for index, audio_alone in enumerate(alone):
         samples = audio_alone.numel()
-        assert _max_difference(by_lengths[index, 0, :samples], audio_alone) <= AUDIO_TOLERANCE, (
-            f"item {index}"
+        assert_close_to_peak(
+            by_lengths[index, 0, :samples], audio_alone, AUDIO_TOLERANCE, what=f"item {index}"
         )
         assert torch.all(by_lengths[index, 0, samples:] == 0)
     with pytest.raises(ValueError, match="not both"):
@@ -212,6 +221,7 @@ def test_unpadded_batch_runs_the_plain_path_bit_for_bit(model: Xcodec2Model) -> 
     with torch.inference_mode():
         plain = model.encode(**inputs, output_latents=True)
         invariant = model.encode(**inputs, output_latents=True, batch_invariant=True)
+        assert_codes_vary(plain.audio_codes, min_distinct=3)
         assert torch.equal(plain.audio_codes, invariant.audio_codes)
         assert plain.latents is not None and invariant.latents is not None
         assert torch.equal(plain.latents, invariant.latents)
@@ -238,12 +248,13 @@ def test_simple_api_mixes_lengths_in_one_batch(model: Xcodec2Model, monkeypatch:
     decoded = codec.decode(together)
     assert isinstance(together, list) and isinstance(decoded, list)
     assert len(calls) == 1  # one padded batch, not one call per item
+    assert_codes_vary(torch.cat([codes.reshape(-1) for codes in together]), min_distinct=3)
     for item, codes, audio in zip(items, together, decoded, strict=True):
         codes_alone = codec.encode(item, sampling_rate=16000)
         audio_alone = codec.decode(codes)
         assert isinstance(codes_alone, torch.Tensor) and isinstance(audio_alone, torch.Tensor)
         assert torch.equal(codes, codes_alone)
-        assert _max_difference(audio, audio_alone) <= AUDIO_TOLERANCE
+        assert_close_to_peak(audio, audio_alone, AUDIO_TOLERANCE)
 
 
 def test_real_recordings_in_one_padded_batch(model: Xcodec2Model, audio_dir: Path) -> None:
@@ -261,15 +272,14 @@ def test_real_recordings_in_one_padded_batch(model: Xcodec2Model, audio_dir: Pat
     with torch.inference_mode():
         batch = model.tokenize(waveforms, lengths)
         decoded = model.detokenize(batch.audio_codes, batch.code_lengths)
+        assert_codes_vary(_valid_codes(batch.audio_codes, batch.code_lengths), min_distinct=5)
         for index, item in enumerate(items):
             alone = model.tokenize(item[None])
             frames = int(batch.code_lengths[index])
             assert int(alone.code_lengths[0]) == frames == alone.audio_codes.shape[-1]
             assert torch.equal(batch.audio_codes[index, :, :frames], alone.audio_codes[0]), f"item {index}"
             audio_alone = model.detokenize(alone.audio_codes).audio[0]
-            assert (
-                _max_difference(decoded.audio[index, : audio_alone.numel()], audio_alone) <= AUDIO_TOLERANCE
-            )
+            assert_close_to_peak(decoded.audio[index, : audio_alone.numel()], audio_alone, AUDIO_TOLERANCE)
 
 
 def test_batch_equals_transformers_reference_alone(tmp_path: Path) -> None:
@@ -285,6 +295,7 @@ def test_batch_equals_transformers_reference_alone(tmp_path: Path) -> None:
     with torch.inference_mode():
         batch = ours.tokenize(waveforms, lengths)
         decoded = ours.detokenize(batch.audio_codes, batch.code_lengths)
+    assert_codes_vary(_valid_codes(batch.audio_codes, batch.code_lengths), min_distinct=3)
     for index, item in enumerate(items):
         inputs = _features([item])
         with torch.no_grad():
@@ -295,9 +306,7 @@ def test_batch_equals_transformers_reference_alone(tmp_path: Path) -> None:
         assert_codes_match_or_tie(
             reference, inputs, expected.long(), batch.audio_codes[index : index + 1, :, :frames]
         )
-        assert (
-            _max_difference(decoded.audio[index, : expected_audio.numel()], expected_audio) <= AUDIO_TOLERANCE
-        )
+        assert_close_to_peak(decoded.audio[index, : expected_audio.numel()], expected_audio, AUDIO_TOLERANCE)
 
 
 # ---------------------------------------------------------------------------- the helpers

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 import torch
+from _asserts import assert_codes_vary
 from _oracle import require_oracle
+from _tiny import save_tiny_xcodec2
 
 pa = require_oracle("pyarrow")
 pq = require_oracle("pyarrow.parquet")
@@ -264,33 +266,8 @@ def test_cli_tokenize(fake_corpus: tuple[Path, list[Path], list[Path]], tmp_path
 
 
 def tiny_xcodec2_folder(folder: Path) -> Path:
-    """A tiny random X-Codec2 saved in the Transformers layout, loadable by ``--model``."""
-    from xcodec.configs.xcodec2 import Xcodec2Config
-    from xcodec.models.xcodec2 import Xcodec2Model
-
-    config = Xcodec2Config.from_dict(
-        {
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
-            "head_dim": 16,
-            "encoder_hidden_size": 8,
-            "downsampling_ratios": [2, 2, 4, 4, 5],
-            "semantic_model_config": {
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "intermediate_size": 64,
-                "conv_depthwise_kernel_size": 5,
-            },
-            "quantization_dim": 96,
-            "quantization_levels": [4, 4, 4, 4],
-        }
-    )
-    torch.manual_seed(0)
-    Xcodec2Model(config).save_pretrained(folder)
+    """The shared tiny random X-Codec2 (perturbed: varied codes) in the Transformers layout, for ``--model``."""
+    save_tiny_xcodec2(folder)
     return folder
 
 
@@ -326,6 +303,8 @@ def test_tiny_xcodec2_tokens_equal_xcodec_encode(tmp_path: Path) -> None:
     assert sorted(rows) == sorted(str(p) for p in good)
     for path in good[:4]:
         with np.load(tmp_path / "npz" / f"{path.stem}.npz") as npz:
+            # Equal constant codes would pass with the wrong audio in the wrong row.
+            assert_codes_vary(torch.from_numpy(npz["audio_codes"]), min_distinct=5, what=path.name)
             assert rows[str(path)]["audio_codes"] == npz["audio_codes"].tolist(), path
             assert rows[str(path)]["num_samples"] == int(npz["num_samples"])
     summary = json.loads((out / "summary.json").read_text())
