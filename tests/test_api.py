@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _asserts import assert_close_to_peak, assert_codes_vary, assert_not_near_zero
 from _tiny import save_tiny_xcodec2
 
 from xcodec.api import Codec, load
@@ -71,6 +72,8 @@ def test_paths_arrays_and_tensors_get_the_models_codes(codec: Codec, tmp_path: P
     sf.write(flac, _wave(1.3, 2), SR)  # 16-bit: the codes are those of the quantised samples
     codes = codec.encode([wav, str(flac)])
     assert isinstance(codes, list) and len(codes) == 2
+    for got in codes:
+        assert_codes_vary(got, min_distinct=3)
     for path, got in zip([wav, flac], codes, strict=True):
         expected = _model_codes(codec.model, load_audio(path).waveform)
         assert got.dtype == torch.int64 and got.device == torch.device("cpu")
@@ -78,6 +81,7 @@ def test_paths_arrays_and_tensors_get_the_models_codes(codec: Codec, tmp_path: P
     wave = _wave(0.7, 3)
     from_array = codec.encode(wave, sampling_rate=SR)
     from_tensor = codec.encode(torch.from_numpy(wave), sampling_rate=SR)
+    assert_codes_vary(from_array, min_distinct=3)
     torch.testing.assert_close(from_array, _model_codes(codec.model, wave), rtol=0, atol=0)
     torch.testing.assert_close(from_tensor, from_array, rtol=0, atol=0)
 
@@ -87,10 +91,12 @@ def test_single_input_returns_a_tensor_and_a_list_returns_a_list(codec: Codec) -
     single = codec.encode(wave, sampling_rate=SR)
     listed = codec.encode([wave], sampling_rate=SR)
     assert isinstance(single, torch.Tensor) and isinstance(listed, list)
+    assert_codes_vary(single, min_distinct=3)
     torch.testing.assert_close(listed[0], single, rtol=0, atol=0)
     audio_single = codec.decode(single)
     audio_listed = codec.decode(listed)
     assert isinstance(audio_single, torch.Tensor) and isinstance(audio_listed, list)
+    assert_not_near_zero(audio_single)
     torch.testing.assert_close(audio_listed[0], audio_single, rtol=0, atol=0)
 
 
@@ -100,6 +106,7 @@ def test_batch_of_different_lengths_equals_each_item_alone(codec: Codec) -> None
     waves = [_wave(n / SR, seed) for seed, n in enumerate(lengths)]
     batch = codec.encode(waves, sampling_rate=SR)
     assert isinstance(batch, list)
+    assert_codes_vary(torch.cat([codes.reshape(-1) for codes in batch]), min_distinct=4)
     for wave, got in zip(waves, batch, strict=True):
         torch.testing.assert_close(got, _model_codes(codec.model, wave), rtol=0, atol=0)
     decoded = codec.decode(batch)
@@ -108,7 +115,7 @@ def test_batch_of_different_lengths_equals_each_item_alone(codec: Codec) -> None
         with torch.inference_mode():
             alone = codec.model.detokenize(codes[None]).audio[0]
         assert audio.shape == (codes.shape[-1] * codec.hop_length,)
-        torch.testing.assert_close(audio, alone, rtol=0, atol=1e-4)
+        assert_close_to_peak(audio, alone, 1e-4)
 
 
 def test_small_batch_budget_gives_the_same_codes(checkpoint: Path) -> None:
@@ -116,6 +123,7 @@ def test_small_batch_budget_gives_the_same_codes(checkpoint: Path) -> None:
     waves = [_wave(0.4, 7), _wave(0.9, 8)]
     roomy = load(checkpoint, max_batch_seconds=60.0).encode(waves, sampling_rate=SR)
     tight = load(checkpoint, max_batch_seconds=0.1).encode(waves, sampling_rate=SR)
+    assert_codes_vary(torch.cat([codes.reshape(-1) for codes in roomy]), min_distinct=3)
     for a, b in zip(roomy, tight, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -123,11 +131,12 @@ def test_small_batch_budget_gives_the_same_codes(checkpoint: Path) -> None:
 def test_decode_accepts_a_padded_batch_tensor_and_numpy(codec: Codec) -> None:
     codes = codec.encode(_wave(0.6, 5), sampling_rate=SR)
     assert isinstance(codes, torch.Tensor)
+    assert_codes_vary(codes, min_distinct=3)  # so the flipped item differs from the first
     stacked = torch.stack([codes, codes.flip(-1)])  # (batch, num_codebooks, frames)
     decoded = codec.decode(stacked)
     assert isinstance(decoded, list) and len(decoded) == 2
-    torch.testing.assert_close(decoded[0], codec.decode(codes), rtol=0, atol=1e-4)
-    torch.testing.assert_close(decoded[1], codec.decode(codes.flip(-1)), rtol=0, atol=1e-4)
+    assert_close_to_peak(decoded[0], codec.decode(codes), 1e-4)
+    assert_close_to_peak(decoded[1], codec.decode(codes.flip(-1)), 1e-4)
     from_numpy = codec.decode(codes.numpy().astype(np.int32))
     torch.testing.assert_close(from_numpy, codec.decode(codes), rtol=0, atol=0)
 
@@ -140,4 +149,5 @@ def test_stereo_tensor_is_mixed_down_and_44k_resampled(codec: Codec) -> None:
     stereo = torch.stack([0.3 * torch.sin(2 * torch.pi * 220 * t), 0.1 * torch.sin(2 * torch.pi * 330 * t)])
     codes = codec.encode(stereo, sampling_rate=rate)
     mono16k = resample(stereo.mean(0).numpy(), rate, SR)
+    assert_codes_vary(codes, min_distinct=2)
     torch.testing.assert_close(codes, _model_codes(codec.model, mono16k), rtol=0, atol=0)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _asserts import assert_codes_vary, assert_not_near_zero
 from _tiny import save_tiny_xcodec2
 
 from xcodec.audio import load_audio
@@ -58,6 +59,7 @@ def test_encode_writes_reference_codes_for_every_file(checkpoint: Path, tmp_path
             assert int(npz["sample_rate"]) == 16000
             assert str(npz["model"]) == str(checkpoint)
             expected = solo_reference_codes(model, waveform)
+            assert_codes_vary(expected, min_distinct=3, what=path.name)
             np.testing.assert_array_equal(codes, expected.numpy())
 
 
@@ -72,8 +74,11 @@ def test_decode_and_reconstruct_match_the_model(checkpoint: Path, tmp_path: Path
     model = Xcodec2Model.from_pretrained(checkpoint)
     with np.load(tmp_path / "codes" / "speech.npz") as npz:
         codes = torch.from_numpy(npz["audio_codes"].astype(np.int64))[None]
+    assert_codes_vary(codes, min_distinct=3)
     with torch.inference_mode():
         expected = model.decode(codes).audio_values[0, 0, :16000].clamp(-1, 1)
+    # The bound below is absolute (PCM-16 steps), so the audio must be far above it.
+    assert_not_near_zero(expected, min_peak=1e-2)
     # PCM-16 output: one quantisation step of error at most.
     assert np.abs(decoded - expected.numpy()).max() <= 1.0 / 32768 + 1e-4
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from _asserts import assert_codes_vary
 from _tiny import spread_fsq_codes_, tiny_xcodec2
 
 from xcodec.api import Codec, PreparedAudio
@@ -175,6 +176,7 @@ def test_audio_up_to_one_window_takes_the_whole_file_path(tiny: CodecModel) -> N
         wave = _chirp(seconds)
         whole = tiny.tokenize(wave[None])
         expected = whole.audio_codes[0, :, : int(whole.code_lengths[0])]
+        assert_codes_vary(expected, min_distinct=5)
         assert torch.equal(codec.encode(wave, sampling_rate=16000), expected)  # type: ignore[arg-type]
         assert torch.equal(codec.decode(expected), tiny.detokenize(expected[None]).audio[0])  # type: ignore[arg-type]
 
@@ -184,6 +186,7 @@ def test_windowed_encode_keeps_each_windows_central_frames(tiny: CodecModel) -> 
     wave = _chirp(1.7, seed=3)
     got = codec.encode(wave, sampling_rate=16000)
     assert isinstance(got, torch.Tensor)
+    assert_codes_vary(got, min_distinct=10)
     plan = plan_windows(math.ceil(wave.shape[-1] / 320), 30, 5)
     assert len(plan) >= 3
     # Independently: frame g comes from the window where g lies farthest from any inner edge.
@@ -214,6 +217,7 @@ def test_tiny_windowed_agrees_with_whole_file(tiny: CodecModel) -> None:
     got = codec.encode(wave, sampling_rate=16000)
     whole = tiny.tokenize(wave[None]).audio_codes[0]
     assert isinstance(got, torch.Tensor) and got.shape == whole.shape
+    assert_codes_vary(whole, min_distinct=20)  # agreement on a few codes would mean little
     assert (got == whole).float().mean() >= 0.9
 
 

@@ -10,10 +10,14 @@ import tempfile
 
 import pytest
 import torch
+from _asserts import assert_codes_vary, assert_not_near_zero
 from _oracle import require_oracle
 from _tiny import tiny_xcodec2
 
 from xcodec.base import CodecModel
+
+# Share of codes bfloat16 must reproduce (float32 gives the expected ones).
+MIN_AGREEMENT = {"xcodec2": 0.5, "xcodec": 0.75}
 
 
 def _snr_db(reference: torch.Tensor, test: torch.Tensor) -> float:
@@ -41,9 +45,13 @@ def test_bfloat16_tokens_and_audio_stay_close_to_float32(kind: str) -> None:
     with torch.inference_mode():
         expected, codes = full.tokenize(waveform, lengths), half.tokenize(waveform, lengths)
         assert torch.equal(codes.code_lengths, expected.code_lengths)
+        assert_codes_vary(expected.audio_codes, min_distinct=5)  # agreement on one code would mean nothing
         agreement = (codes.audio_codes == expected.audio_codes).float().mean().item()
-        assert agreement >= 0.75  # tiny random models; measured 0.92 (X-Codec2), 0.87 (X-Codec)
+        # Tiny random models; measured 0.64 (X-Codec2: FSQ input standardised, about 60
+        # distinct codes, and one digit of four flipping changes the code) and 0.87 (X-Codec).
+        assert agreement >= MIN_AGREEMENT[kind], f"{agreement:.2f}"
         audio = half.detokenize(expected.audio_codes, expected.code_lengths).audio.float()
         reference = full.detokenize(expected.audio_codes, expected.code_lengths).audio
     assert torch.isfinite(audio).all()
+    assert_not_near_zero(reference)
     assert _snr_db(reference, audio) >= 15.0
