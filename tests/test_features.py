@@ -417,6 +417,122 @@ def test_return_numpy_and_batch_feature_to() -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# Transformers' call arguments: audio= / raw_audio=, padding, max_length, truncation
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"padding": "longest"},
+        {"padding": "max_length", "max_length": 3000},
+        {"padding": True, "max_length": 1280, "truncation": True},
+        {"padding": True, "max_length": 1000, "truncation": True},
+    ],
+    ids=str,
+)
+def test_padding_arguments_match_reference_extractor(
+    reference_xcodec2_extractor: object, options: dict[str, object]
+) -> None:
+    """input_values and padding_mask equal Transformers' for every padding argument; the features
+    too, except their row count under padding="max_length" (see the extractor's docstring)."""
+    lengths = [1000, 1700, 640]
+    batch = [_synthetic("chirp", n, seed=n) for n in lengths]
+    expected = reference_xcodec2_extractor(
+        audio=batch, sampling_rate=SAMPLE_RATE, return_tensors="pt", **options
+    )  # type: ignore[operator]
+    got = Xcodec2FeatureExtractor()(audio=batch, sampling_rate=SAMPLE_RATE, **options)  # type: ignore[arg-type]
+    for name in ("input_values", "padding_mask"):
+        assert torch.equal(got[name], expected[name]), name
+    counts = got["padding_mask"].sum(dim=-1)
+    rows = got["input_values"].shape[-1] // 320
+    assert got["input_features"].shape[1] == got["input_features_mask"].shape[1] == rows
+    if options["padding"] == "max_length":
+        # Transformers pads the features to max_length rows (3000 frames / stride 2 = 1500), a
+        # shape its model cannot use; ours end where the audio does. Each item's own rows agree.
+        assert expected["input_features"].shape[1] == 1500
+        longest = got["padding_mask"].sum(dim=-1).max()
+        unpadded = Xcodec2FeatureExtractor()(audio=batch, sampling_rate=SAMPLE_RATE)
+        used = unpadded["input_features"].shape[1]
+        assert int(longest) <= used * 320
+        assert torch.equal(got["input_features"][:, :used], unpadded["input_features"])
+        assert bool((got["input_features"][:, used:] == 1.0).all())
+        assert torch.equal(got["input_features_mask"][:, :used], unpadded["input_features_mask"])
+        return
+    assert torch.equal(got["input_features_mask"], expected["input_features_mask"])
+    _normalised_close(
+        got["input_features"], expected["input_features"], got["input_values"], (counts - 1).tolist()
+    )
+
+
+def test_padding_argument_errors() -> None:
+    audio = [_synthetic("noise", 1000, seed=1), _synthetic("noise", 1700, seed=2)]
+    for extractor in (Xcodec2FeatureExtractor(), XcodecFeatureExtractor()):
+        with pytest.raises(AudioError, match="needs max_length"):
+            extractor(audio, padding="max_length")
+        with pytest.raises(AudioError, match="needs max_length"):
+            extractor(audio, truncation=True)
+        with pytest.raises(AudioError, match="truncation=True"):
+            extractor(audio, padding="max_length", max_length=1280)
+        with pytest.raises(AudioError, match="padding must be"):
+            extractor(audio, padding="left")
+        with pytest.raises(AudioError, match="not both"):
+            extractor(audio=audio, raw_audio=audio)
+        with pytest.raises(AudioError, match="no audio"):
+            extractor()
+    # Transformers' X-Codec2 extractor fails on padding=False; ours says why.
+    with pytest.raises(AudioError, match="padding=False"):
+        Xcodec2FeatureExtractor()(audio[0], padding=False)
+    # X-Codec without padding needs equal lengths (Transformers cannot stack them either).
+    with pytest.raises(AudioError, match="one length"):
+        XcodecFeatureExtractor()(audio, padding=False)
+
+
+def test_audio_and_raw_audio_are_the_same_argument() -> None:
+    audio = [_synthetic("tones", 900, seed=3), _synthetic("chirp", 2000, seed=4)]
+    for extractor in (Xcodec2FeatureExtractor(), XcodecFeatureExtractor()):
+        by_audio = extractor(audio=audio, sampling_rate=SAMPLE_RATE)
+        by_raw = extractor(raw_audio=audio, sampling_rate=SAMPLE_RATE)
+        positional = extractor(audio, sampling_rate=SAMPLE_RATE)
+        for name in by_audio:
+            assert torch.equal(by_audio[name], by_raw[name]) and torch.equal(by_audio[name], positional[name])
+        none = extractor(audio, return_tensors=None)
+        assert all(torch.equal(none[name], by_audio[name]) for name in by_audio)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"padding": "longest", "return_tensors": "np"},
+        {"padding": "max_length", "max_length": 3000},
+        {"padding": False, "truncation": True, "max_length": 1280},
+        {"padding": False, "truncation": True, "max_length": 900},
+        {"truncation": True, "max_length": 1100},
+    ],
+    ids=str,
+)
+def test_xcodec_padding_arguments_match_dac_extractor(options: dict[str, object]) -> None:
+    require_oracle("transformers")
+    from transformers import DacFeatureExtractor
+
+    # Equal lengths where Transformers does not pad (it cannot stack unequal ones).
+    lengths = [1500, 1500] if options.get("padding") is False else [1000, 1700, 333]
+    batch = [_synthetic("noise", n, seed=n + index) for index, n in enumerate(lengths)]
+    return_tensors = options.get("return_tensors", "pt")
+    # Transformers refuses truncation with an explicit padding=True but pads when padding is
+    # left unset (None -> True), as ours does by default: the last case covers that.
+    reference_options = {**options, "return_tensors": return_tensors}
+    expected = DacFeatureExtractor(hop_length=320)(batch, sampling_rate=SAMPLE_RATE, **reference_options)  # type: ignore[arg-type]
+    got = XcodecFeatureExtractor()(batch, sampling_rate=SAMPLE_RATE, **options)  # type: ignore[arg-type]
+    assert set(got) == set(expected)
+    for name in got:
+        assert type(got[name]) is type(expected[name]), name
+        assert got[name].dtype == expected[name].dtype, name
+        assert np.array_equal(np.asarray(got[name]), np.asarray(expected[name])), name
+
+
+# ---------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------
 

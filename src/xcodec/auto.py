@@ -22,6 +22,7 @@ import torch
 from xcodec.base import CodecModel
 from xcodec.checkpoints.common import CONFIG_NAME, resolve_checkpoint
 from xcodec.errors import CheckpointError
+from xcodec.placement import DeviceMap, DtypeArg, resolve_placement
 
 __all__ = ["AutoFeatureExtractor", "AutoModel", "detect_codec"]
 
@@ -90,7 +91,8 @@ class AutoModel:
         id_or_path: str | os.PathLike[str],
         *,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        device_map: DeviceMap = None,
+        dtype: DtypeArg = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool | None = None,
@@ -100,14 +102,19 @@ class AutoModel:
     ) -> CodecModel:
         """Load any of the codecs; ``parts`` ("all", "encoder", "decoder") as in the model classes.
 
+        device_map, dtype: as Transformers' (``device_map="auto"``, ``dtype="auto"`` included),
+        resolved here once for every model class, see :mod:`xcodec.placement`.
         model_kwargs: options of one model class, passed on (NeuCodec: ``semantic_model``).
         """
         path = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
+        target_device, target_dtype = resolve_placement(
+            path, device_map=device_map, device=device, dtype=dtype
+        )
         model_class = _model_class(detect_codec(path))
         model: CodecModel = model_class.from_pretrained(  # type: ignore[attr-defined]
-            path, device=device, dtype=dtype, parts=parts, **model_kwargs
+            path, device=target_device, dtype=target_dtype, parts=parts, **model_kwargs
         )
         return model
 

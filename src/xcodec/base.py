@@ -141,8 +141,10 @@ class CodecModel(nn.Module, abc.ABC):
 
     @property
     def device(self) -> torch.device:
+        """The device of the parameters (where inputs go: ``inputs.to(model.device, model.dtype)``)."""
         return next(self.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The floating dtype of the parameters."""
         return next(self.parameters()).dtype

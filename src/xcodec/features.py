@@ -285,8 +285,68 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _finish(outputs: dict[str, torch.Tensor], return_tensors: str) -> BatchFeature:
-    if return_tensors == "pt":
+def _select_audio(audio: Any, raw_audio: Any) -> Any:
+    """The waveform(s) from ``audio=`` or ``raw_audio=`` (Transformers' extractors name it either way)."""
+    if audio is not None and raw_audio is not None:
+        raise AudioError("pass the waveform(s) as audio= or raw_audio=, not both")
+    if audio is None and raw_audio is None:
+        raise AudioError("no audio given: pass the waveform(s) as audio= (or raw_audio=)")
+    return audio if audio is not None else raw_audio
+
+
+# Values of ``padding=`` and the strategy each selects (Transformers' PaddingStrategy names).
+_PADDING_STRATEGIES: dict[object, str] = {
+    True: "longest",
+    "longest": "longest",
+    "max_length": "max_length",
+    False: "do_not_pad",
+    "do_not_pad": "do_not_pad",
+}
+
+
+def _padding_plan(
+    lengths: Sequence[int], padding: bool | str, max_length: int | None, truncation: bool, multiple: int
+) -> tuple[list[int], int | None]:
+    """Each item's length after truncation, and the padded batch length (None: do not pad).
+
+    The rules of Transformers' ``SequenceFeatureExtractor.pad`` with ``pad_to_multiple_of``:
+    truncation cuts items to ``max_length`` rounded up to ``multiple``; "longest" pads to the
+    longest item rounded up to ``multiple``, "max_length" to ``max_length`` rounded up
+    (an item still longer is an error unless ``truncation``).
+    """
+    strategy = _PADDING_STRATEGIES.get(padding) if isinstance(padding, (bool, str)) else None
+    if strategy is None:
+        raise AudioError(f"padding must be True, 'longest', 'max_length' or False, got {padding!r}")
+    if max_length is not None and (
+        isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+    ):
+        raise AudioError(f"max_length must be a positive number of samples, got {max_length!r}")
+    if (truncation or strategy == "max_length") and max_length is None:
+        needs = "truncation=True" if truncation else "padding='max_length'"
+        raise AudioError(f"{needs} needs max_length (in samples)")
+    kept = list(lengths)
+    if truncation:
+        assert max_length is not None
+        limit = _round_up(max_length, multiple)
+        kept = [min(n, limit) for n in kept]
+    if strategy == "do_not_pad":
+        return kept, None
+    if strategy == "longest":
+        return kept, _round_up(max(kept), multiple)
+    assert max_length is not None
+    total = _round_up(max_length, multiple)
+    for index, n in enumerate(kept):
+        if n > total:
+            raise AudioError(
+                f"audio item {index} is {n} samples long, more than padding='max_length' allows "
+                f"({total}, max_length={max_length} rounded up to a multiple of {multiple}); "
+                "pass truncation=True to cut it or a larger max_length"
+            )
+    return kept, total
+
+
+def _finish(outputs: dict[str, torch.Tensor], return_tensors: str | None) -> BatchFeature:
+    if return_tensors is None or return_tensors == "pt":
         return BatchFeature(outputs)
     if return_tensors == "np":
         return BatchFeature({k: v.cpu().numpy() for k, v in outputs.items()})
@@ -429,43 +489,70 @@ class Xcodec2FeatureExtractor(_PreprocessorConfig):
 
     def __call__(
         self,
-        audio: Any,
+        audio: Any = None,
         sampling_rate: int | None = None,
-        return_tensors: str = "pt",
+        return_tensors: str | None = "pt",
         device: str | torch.device | None = None,
+        *,
+        raw_audio: Any = None,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
     ) -> BatchFeature:
         """Pad a batch and compute its features.
 
-        audio: one mono waveform, (samples,) or (1, samples), numpy or torch, float in
-            [-1, 1] at ``sampling_rate`` Hz; or a list of them of any lengths.
+        audio (or raw_audio, its name on the older X-Codec2 page): one mono waveform,
+            (samples,) or (1, samples), numpy or torch, float in [-1, 1] at
+            ``sampling_rate`` Hz; or a list of them of any lengths.
         sampling_rate: the audio's rate; None means it is already ``self.sampling_rate``.
+        return_tensors: "pt" (also for None, as Transformers' X-Codec2 extractor) or "np".
         device: where to compute and return; None: the first input's device (CPU for numpy).
+        padding: True or "longest" (the default): pad to the longest item; "max_length":
+            pad to ``max_length`` samples (rounded up to a multiple of ``hop_length``).
+            False is refused, as it fails in Transformers: the model needs the padding.
+        max_length, truncation: with ``truncation=True`` each item (with its "always pad"
+            sample) is cut to ``max_length`` rounded up to a multiple of ``hop_length``.
 
         Returns a :class:`BatchFeature` with
 
         - ``input_values``: (batch, 1, samples) float32, each item followed by zeros;
         - ``padding_mask``: (batch, samples) int32, 1 on the item's samples plus one;
-        - ``input_features``: (batch, frames // stride, num_mel_bins * stride) float32,
+        - ``input_features``: (batch, samples // hop_length, num_mel_bins * stride) float32,
           ``padding_value`` on padded frames;
-        - ``input_features_mask``: (batch, frames // stride) int32.
+        - ``input_features_mask``: (batch, samples // hop_length) int32.
+
+        ``input_values`` and ``padding_mask`` equal Transformers' for every ``padding``,
+        ``max_length`` and ``truncation``. Deviation, on purpose: with ``padding="max_length"``
+        Transformers pads the features to ``max_length`` rows too (it reads the sample count
+        as a frame count), which its model cannot use; here they have one row per code
+        frame of the padded audio, as with the other strategies.
         """
         _check_sampling_rate(sampling_rate, self.sampling_rate)
-        raw_items = _split_batch(audio)
+        raw_items = _split_batch(_select_audio(audio, raw_audio))
+        if isinstance(padding, (bool, str)) and _PADDING_STRATEGIES.get(padding) == "do_not_pad":
+            raise AudioError(
+                "padding=False: X-Codec2 takes audio padded to a multiple of hop_length "
+                f"({self.hop_length}) with its padding mask (Transformers' extractor fails on it too); "
+                "use padding=True (the default) or padding='max_length' with max_length"
+            )
         target = _default_device(raw_items, device)
         items = [_item_to_tensor(item, index, target) for index, item in enumerate(raw_items)]
         lengths = [item.numel() for item in items]
 
         # Acoustic input: padded_length(n) = ceil((n + 1) / hop) * hop (see padded_length for
-        # the quirk); the batch is as long as its longest padded item.
-        padded_lengths = [self.padded_length(n) for n in lengths]
-        total_length = max(padded_lengths)
-        input_values = _pad_batch(items, total_length, 0.0)
+        # the quirk): the appended zero counts as a real sample, in the mask and in truncation.
+        counts, total_length = _padding_plan(
+            [n + 1 for n in lengths], padding, max_length, truncation, self.hop_length
+        )
+        assert total_length is not None
+        kept = [item[:count] for item, count in zip(items, counts, strict=True)]
+        input_values = _pad_batch(kept, total_length, 0.0)
         sample_index = torch.arange(total_length, device=target)
-        # The appended zero counts as a real sample in the reference's mask.
-        mask_lengths = torch.tensor(lengths, device=target) + 1
-        padding_mask = (sample_index < mask_lengths[:, None]).to(torch.int32)
+        padding_mask = (sample_index < torch.tensor(counts, device=target)[:, None]).to(torch.int32)
 
-        features, frame_mask = self._semantic_features(input_values, lengths)
+        # An item whose mask counts c samples is featurised as one of c - 1 samples plus
+        # its appended zero (its first padded_length(c - 1) = ceil(c / hop) * hop samples).
+        features, frame_mask = self._semantic_features(input_values, [count - 1 for count in counts])
         return _finish(
             {
                 "input_values": input_values[:, None, :],
@@ -475,6 +562,36 @@ class Xcodec2FeatureExtractor(_PreprocessorConfig):
             },
             return_tensors,
         )
+
+    def features_from_padded(
+        self, input_values: torch.Tensor, padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``input_features`` and ``input_features_mask`` :meth:`__call__` makes, from its padded audio.
+
+        input_values: (batch, 1, samples) or (batch, samples) float, as ``__call__`` returns
+            it (samples a multiple of ``hop_length``).
+        padding_mask: (batch, samples) or (batch, 1, samples), 1 on each item's samples
+            (``__call__``'s mask); None: every item fills the batch.
+        Returns (batch, samples // hop_length, num_mel_bins * stride) float32 features and
+        their (batch, samples // hop_length) int32 mask, on the audio's device; equal to
+        ``__call__``'s for the same audio, since an item's features depend only on its
+        first ``padded_length`` samples.
+        """
+        batch = input_values.shape[0]
+        waveforms = input_values.reshape(batch, -1).float()
+        num_samples = waveforms.shape[-1]
+        if num_samples == 0 or num_samples % self.hop_length:
+            raise AudioError(
+                f"input_values has {num_samples} samples, not a positive multiple of hop_length "
+                f"({self.hop_length}); pad it with the feature extractor"
+            )
+        if padding_mask is None:
+            counts = [num_samples] * batch
+        else:
+            counts = padding_mask.reshape(batch, -1).to(torch.long).sum(dim=-1).tolist()
+            if min(counts) < 1:
+                raise AudioError(f"padding_mask marks no sample of item {counts.index(min(counts))}")
+        return self._semantic_features(waveforms, [count - 1 for count in counts])
 
     def _semantic_features(
         self, input_values: torch.Tensor, lengths: list[int]
@@ -561,24 +678,46 @@ class XcodecFeatureExtractor(_PreprocessorConfig):
 
     def __call__(
         self,
-        raw_audio: Any,
+        raw_audio: Any = None,
         sampling_rate: int | None = None,
-        return_tensors: str = "pt",
+        return_tensors: str | None = "pt",
         device: str | torch.device | None = None,
+        *,
+        audio: Any = None,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
     ) -> BatchFeature:
-        """Pad a batch of mono waveforms to a common multiple of ``hop_length``.
+        """Pad a batch of mono waveforms to a common multiple of ``hop_length``, as ``DacFeatureExtractor``.
 
-        raw_audio: one waveform, (samples,) or (1, samples), or a list of them.
-        Returns ``input_values`` (batch, 1, samples) float32 and ``padding_mask``
-        (batch, samples) int32, 1 on each item's own samples.
+        raw_audio (or audio): one waveform, (samples,) or (1, samples), or a list of them.
+        return_tensors: "pt" (also for None) or "np".
+        padding: True or "longest" (the default): pad to the longest item rounded up to a
+            multiple of ``hop_length``; "max_length": to ``max_length`` rounded up; False:
+            no padding and no ``padding_mask``, so the items must be equally long.
+        max_length, truncation: with ``truncation=True`` items are cut to ``max_length``
+            rounded up to a multiple of ``hop_length``.
+
+        Returns ``input_values`` (batch, 1, samples) float32 and, when padding,
+        ``padding_mask`` (batch, samples) int32, 1 on each item's own samples.
         """
         _check_sampling_rate(sampling_rate, self.sampling_rate)
-        raw_items = _split_batch(raw_audio)
+        raw_items = _split_batch(_select_audio(audio, raw_audio))
         target = _default_device(raw_items, device)
         items = [_item_to_tensor(item, index, target) for index, item in enumerate(raw_items)]
-        lengths = torch.tensor([item.numel() for item in items], device=target)
-        total_length = _round_up(int(lengths.max()), self.hop_length)
+        kept, total_length = _padding_plan(
+            [item.numel() for item in items], padding, max_length, truncation, self.hop_length
+        )
+        items = [item[:n] for item, n in zip(items, kept, strict=True)]
+        if total_length is None:
+            if len(set(kept)) > 1:
+                raise AudioError(
+                    f"padding=False needs items of one length, got lengths {kept}; "
+                    "use padding=True to pad them (the padding_mask then marks each item's samples)"
+                )
+            return _finish({"input_values": torch.stack(items)[:, None, :]}, return_tensors)
         input_values = _pad_batch(items, total_length, self.padding_value)
+        lengths = torch.tensor(kept, device=target)
         padding_mask = (torch.arange(total_length, device=target)[None, :] < lengths[:, None]).to(torch.int32)
         return _finish(
             {"input_values": input_values[:, None, :], "padding_mask": padding_mask}, return_tensors

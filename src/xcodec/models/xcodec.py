@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,9 @@ from xcodec.layers.rvq import ResidualVectorQuantizer
 from xcodec.layers.semantic_conv import SemanticDecoder, SemanticEncoder
 from xcodec.semantic.hubert import HubertEncoder
 from xcodec.semantic.wavlm import WavLMEncoder
+
+if TYPE_CHECKING:
+    from xcodec.placement import DeviceMap, DtypeArg
 
 __all__ = ["XcodecDecoderOutput", "XcodecEncoderOutput", "XcodecModel", "XcodecOutput"]
 
@@ -482,7 +485,8 @@ class XcodecModel(CodecModel):
         id_or_path: str | os.PathLike[str],
         *,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        device_map: DeviceMap = None,
+        dtype: DtypeArg = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool | None = None,
@@ -491,16 +495,21 @@ class XcodecModel(CodecModel):
     ) -> XcodecModel:
         """Load a Transformers-layout (``hf-audio/xcodec-*``) or original-layout checkpoint.
 
+        device_map, dtype: as Transformers' (``"auto"`` included), see :mod:`xcodec.placement`.
         parts: "all", or "encoder" / "decoder" to keep only what that direction needs (the
         semantic decoder and ``fc1``, used only in training, go in both cases).
         """
         from xcodec.checkpoints.common import resolve_checkpoint
         from xcodec.checkpoints.xcodec import load_xcodec
+        from xcodec.placement import resolve_placement
 
         path = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
-        model = load_xcodec(path, device=device, dtype=dtype)
+        target_device, target_dtype = resolve_placement(
+            path, device_map=device_map, device=device, dtype=dtype
+        )
+        model = load_xcodec(path, device=target_device, dtype=target_dtype)
         model.drop_unused_parts(parts)
         return model
 

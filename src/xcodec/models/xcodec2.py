@@ -38,6 +38,7 @@ from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
 
 if TYPE_CHECKING:
     from xcodec.features import Xcodec2FeatureExtractor
+    from xcodec.placement import DeviceMap, DtypeArg
 
 __all__ = [
     "Xcodec2DecoderOutput",
@@ -212,6 +213,9 @@ class Xcodec2Model(CodecModel):
         self.fc_encoder = nn.Linear(config.quantization_dim, config.quantization_dim)
         self.quantizer = ProjectedFSQ(config.quantization_dim, config.quantization_levels, bound_twice=True)
         self.acoustic_decoder = Xcodec2Decoder(config)
+        # The checkpoint's preprocessor settings (set by from_pretrained), used when encode
+        # computes the features itself; None means the extractor's defaults.
+        self.preprocessor: Xcodec2FeatureExtractor | None = None
 
     # ------------------------------------------------------------------ codec interface
     @property
@@ -279,10 +283,27 @@ class Xcodec2Model(CodecModel):
         return (frame_index[None, :] < num_valid).to(padding_mask.dtype)
 
     def _feature_extractor(self) -> Xcodec2FeatureExtractor:
-        """The extractor ``tokenize`` builds its inputs with."""
+        """The extractor ``tokenize`` and feature-less ``encode`` build inputs with: the checkpoint's, else defaults."""
+        if self.preprocessor is not None:
+            return self.preprocessor
         from xcodec.features import Xcodec2FeatureExtractor
 
         return Xcodec2FeatureExtractor(sampling_rate=self.input_sample_rate, hop_length=self.hop_length)
+
+    def _features_from_audio(
+        self, input_values: torch.Tensor, padding_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_features, input_features_mask) the feature extractor makes from this padded audio.
+
+        Computed in float32 on the model's device (the Kaldi filterbank needs float32), then
+        cast to the model's dtype; the mask stays int32 as the extractor returns it.
+        """
+        extractor = self._feature_extractor()
+        features, features_mask = extractor.features_from_padded(
+            input_values.to(self.device),
+            None if padding_mask is None else padding_mask.to(self.device),
+        )
+        return features.to(self.dtype), features_mask
 
     part_modules: ClassVar[dict[str, tuple[str, ...]]] = {
         "encoder": ("semantic_encoder", "semantic_adapter", "acoustic_encoder", "fc_encoder", "quantizer"),
@@ -292,7 +313,7 @@ class Xcodec2Model(CodecModel):
     def encode(
         self,
         input_values: torch.Tensor,
-        input_features: torch.Tensor,
+        input_features: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
         input_features_mask: torch.Tensor | None = None,
         output_latents: bool = False,
@@ -302,7 +323,11 @@ class Xcodec2Model(CodecModel):
         """Audio to codes.
 
         input_values: (batch, 1, samples) waveform, samples a multiple of hop_length.
-        input_features: (batch, frames, 160) stacked fbank features, frames = samples / hop_length.
+        input_features: (batch, frames, 160) stacked fbank features, frames = samples / hop_length;
+            None: computed here from ``input_values`` (and ``padding_mask``) on the model's
+            device, with the checkpoint's preprocessor settings, equal to the feature
+            extractor's (``input_features_mask`` is then computed too). Without a padding
+            mask every item is taken to fill the batch.
         padding_mask: (batch, samples) or (batch, 1, samples), 1 on real audio (the feature
             extractor also counts its one "always pad" sample). Builds ``audio_codes_mask``
             and ``code_lengths``; by default (the reference behaviour) the acoustic encoder
@@ -316,6 +341,8 @@ class Xcodec2Model(CodecModel):
             batch runs the plain path either way, at no extra cost.
         """
         self.require_part("encoder")
+        if input_features is None:
+            input_features, input_features_mask = self._features_from_audio(input_values, padding_mask)
         num_frames = self._num_code_frames(input_values.shape[-1])
         code_lengths = None if padding_mask is None else self._solo_frames(padding_mask, num_frames)
         frame_lengths = lengths_if_padded(code_lengths, num_frames) if batch_invariant else None
@@ -376,7 +403,7 @@ class Xcodec2Model(CodecModel):
     def forward(
         self,
         input_values: torch.Tensor,
-        input_features: torch.Tensor,
+        input_features: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
         input_features_mask: torch.Tensor | None = None,
         output_latents: bool = False,
@@ -475,7 +502,8 @@ class Xcodec2Model(CodecModel):
         id_or_path: str | os.PathLike[str],
         *,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        device_map: DeviceMap = None,
+        dtype: DtypeArg = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool | None = None,
@@ -484,16 +512,27 @@ class Xcodec2Model(CodecModel):
     ) -> Xcodec2Model:
         """Load a Transformers-layout (or original-layout) X-Codec2 checkpoint: local folder or hub id.
 
+        device_map, dtype: as Transformers' (``"auto"`` included), see :mod:`xcodec.placement`.
         parts: "all", or "encoder" / "decoder" to keep only what that direction needs
         (see :class:`~xcodec.base.CodecModel`).
+        The checkpoint's ``preprocessor_config.json``, where it has one, sets how
+        :meth:`encode` computes features it is not given.
         """
         from xcodec.checkpoints.common import resolve_checkpoint
         from xcodec.checkpoints.xcodec2 import load_xcodec2
+        from xcodec.features import PREPROCESSOR_CONFIG_NAME, Xcodec2FeatureExtractor
+        from xcodec.placement import resolve_placement
 
         folder = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
-        return load_xcodec2(folder, device=device, dtype=dtype, parts=parts)
+        target_device, target_dtype = resolve_placement(
+            folder, device_map=device_map, device=device, dtype=dtype
+        )
+        model = load_xcodec2(folder, device=target_device, dtype=target_dtype, parts=parts)
+        if (folder / PREPROCESSOR_CONFIG_NAME).is_file():
+            model.preprocessor = Xcodec2FeatureExtractor.from_pretrained(folder)
+        return model
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
         """Write config.json, model.safetensors and preprocessor_config.json (Transformers layout)."""
