@@ -34,40 +34,6 @@ import numpy as np
 import torch
 
 KIB = 1024
-# Small configs for --tiny: every stage of both codecs runs, in seconds, on 1-2 s clips.
-# The semantic features keep 160 dims and the hop stays 320 so the real feature
-# extractor and the real X-Codec hop work unchanged.
-TINY_XCODEC2: dict[str, Any] = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "head_dim": 16,
-    "encoder_hidden_size": 8,
-    "quantization_dim": 96,
-    "semantic_model_config": {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 64,
-        "conv_depthwise_kernel_size": 5,
-        "left_max_position_embeddings": 8,
-        "right_max_position_embeddings": 4,
-    },
-}
-TINY_XCODEC: dict[str, Any] = {
-    "acoustic_model_config": {"encoder_hidden_size": 8, "decoder_hidden_size": 32, "hidden_size": 16},
-    "semantic_model_config": {
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "intermediate_size": 64,
-        "conv_dim": [32] * 7,
-        "num_conv_pos_embeddings": 16,
-        "num_conv_pos_embedding_groups": 4,
-    },
-}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -155,6 +121,17 @@ def _op_call(
 
 
 # ---------------------------------------------------------------------------- tasks
+def _tiny_config(codec: str, tiny: bool) -> dict[str, Any]:
+    """For --tiny, the test suite's tiny config of ``codec`` (every stage runs, in seconds,
+    on 1-2 s clips; the hop stays 320 and the semantic features 160-dim, so the real
+    feature extractor works unchanged); else {} (the published defaults)."""
+    if not tiny:
+        return {}
+    from _tiny import tiny_xcodec2_dict, tiny_xcodec_dict  # bench/_tiny.py: tests/_tiny.py's configs
+
+    return tiny_xcodec2_dict() if codec == "xcodec2" else tiny_xcodec_dict("hubert")
+
+
 def _build(task: dict[str, Any]) -> dict[str, Any]:
     """Build and save every codec in ``task["builds"]`` (one process: one transformers import)."""
     import transformers
@@ -166,9 +143,9 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
         torch.manual_seed(int(task.get("seed", 0)))
         model: torch.nn.Module
         if codec == "xcodec2":
-            model = transformers.Xcodec2Model(transformers.Xcodec2Config(**(TINY_XCODEC2 if tiny else {})))
+            model = transformers.Xcodec2Model(transformers.Xcodec2Config(**_tiny_config(codec, tiny)))
         else:
-            model = transformers.XcodecModel(transformers.XcodecConfig(**(TINY_XCODEC if tiny else {})))
+            model = transformers.XcodecModel(transformers.XcodecConfig(**_tiny_config(codec, tiny)))
         model.eval()
         calibration = _calibrate_xcodec2(model) if codec == "xcodec2" else _calibrate_xcodec(model)
         folder.mkdir(parents=True, exist_ok=True)

@@ -43,30 +43,10 @@ def write_corpus(folder: Path, count: int, seed: int = 0) -> float:
 
 
 def tiny_checkpoint(folder: Path) -> Path:
-    from xcodec.configs.xcodec2 import Xcodec2Config
-    from xcodec.models.xcodec2 import Xcodec2Model
+    """The test suite's tiny random X-Codec2 (bench/_tiny.py re-exports tests/_tiny.py), saved to ``folder``."""
+    from _tiny import save_tiny_xcodec2
 
-    config = Xcodec2Config.from_dict(
-        {
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
-            "head_dim": 16,
-            "encoder_hidden_size": 8,
-            "semantic_model_config": {
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "intermediate_size": 64,
-                "conv_depthwise_kernel_size": 5,
-            },
-            "quantization_dim": 96,
-        }
-    )
-    torch.manual_seed(0)
-    Xcodec2Model(config).save_pretrained(folder)
+    save_tiny_xcodec2(folder)
     return folder
 
 
