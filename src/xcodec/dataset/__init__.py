@@ -9,12 +9,33 @@ Command line: ``xcodec tokenize INPUT --out DIR --model ID``. From Python::
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xcodec.dataset.pipeline import CodecFactory, TokenizeOptions, TokenizeResult, load_codec, tokenize_corpus
-from xcodec.dataset.sources import CorpusItem, discover
-from xcodec.dataset.store import SHARD_SCHEMA
+if TYPE_CHECKING:
+    from xcodec.dataset.pipeline import (
+        CodecFactory,
+        TokenizeOptions,
+        TokenizeResult,
+        load_codec,
+        tokenize_corpus,
+    )
+    from xcodec.dataset.sources import CorpusItem, discover
+    from xcodec.dataset.store import SHARD_SCHEMA
+
+# Resolved on first use: importing ``xcodec.dataset`` (as ``xcodec tokenize``'s argument
+# parser does, via ``xcodec.dataset.cli``) must not import pyarrow, an optional extra.
+_LAZY = {
+    "CodecFactory": "xcodec.dataset.pipeline",
+    "TokenizeOptions": "xcodec.dataset.pipeline",
+    "TokenizeResult": "xcodec.dataset.pipeline",
+    "load_codec": "xcodec.dataset.pipeline",
+    "tokenize_corpus": "xcodec.dataset.pipeline",
+    "CorpusItem": "xcodec.dataset.sources",
+    "discover": "xcodec.dataset.sources",
+    "SHARD_SCHEMA": "xcodec.dataset.store",
+}
 
 __all__ = [
     "SHARD_SCHEMA",
@@ -34,3 +55,12 @@ def read_tokens(out: str | os.PathLike[str]) -> Any:
     import pyarrow.parquet as pq
 
     return pq.read_table(os.path.join(out, "data"))
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

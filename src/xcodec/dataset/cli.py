@@ -6,13 +6,39 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xcodec.api import DEFAULT_MODEL
-from xcodec.dataset.pipeline import DTYPES, CodecFactory, TokenizeOptions, load_codec, tokenize_corpus
 from xcodec.dataset.sources import AUDIO_EXTENSIONS, INPUT_FORMATS
+from xcodec.errors import XcodecError
 
-__all__ = ["add_tokenize_command", "cmd_tokenize", "options_from_args"]
+if TYPE_CHECKING:
+    from xcodec.dataset.pipeline import CodecFactory, TokenizeOptions
+
+__all__ = ["MissingExtraError", "add_tokenize_command", "cmd_tokenize", "options_from_args"]
+
+# The keys of xcodec.dataset.pipeline.DTYPES, spelled out: registering ``tokenize`` must not
+# import the pipeline, which needs pyarrow (an extra), so ``xcodec --help``, ``encode`` and
+# ``decode`` run with the core dependencies alone (tests/test_fresh_install.py).
+DTYPE_NAMES = ("bfloat16", "float16", "float32")
+
+# What ``xcodec tokenize`` needs beyond the core dependencies, and the extra that installs it.
+_REQUIRED = {"pyarrow": "dataset"}
+
+
+class MissingExtraError(XcodecError):
+    """An optional dependency of a sub-command is not installed; the message names the extra."""
+
+
+def _require_extras() -> None:
+    for module, extra in _REQUIRED.items():
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise MissingExtraError(
+                f'xcodec tokenize needs {module}, which is not installed: pip install "xcodec[{extra}]"'
+            ) from exc
+
 
 _DESCRIPTION = """\
 Tokenize a corpus into Parquet shards (OUT/data/*.parquet, one row per input: id, source,
@@ -48,7 +74,7 @@ def add_tokenize_command(subparsers: Any) -> None:
         default=None,
         help="several devices, comma separated (cuda:0,cuda:1): one model process per device",
     )
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32")
     p.add_argument("--batch-seconds", type=float, default=120.0, help="padded audio per model batch")
     p.add_argument(
         "--num-workers",
@@ -104,6 +130,8 @@ def add_tokenize_command(subparsers: Any) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> TokenizeOptions:
+    from xcodec.dataset.pipeline import TokenizeOptions
+
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
     return TokenizeOptions(
         input=args.input,
@@ -141,6 +169,8 @@ def options_from_args(args: argparse.Namespace) -> TokenizeOptions:
 
 def _factory(spec: str | None) -> CodecFactory:
     if spec is None:
+        from xcodec.dataset.pipeline import load_codec
+
         return load_codec
     module_name, _, attribute = spec.partition(":")
     if not attribute:
@@ -150,6 +180,9 @@ def _factory(spec: str | None) -> CodecFactory:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     """Run the job; errors that stop it propagate as XcodecError (exit status 2 from ``xcodec``)."""
+    _require_extras()
+    from xcodec.dataset.pipeline import tokenize_corpus
+
     result = tokenize_corpus(options_from_args(args), _factory(args.codec_factory))
     summary = result.summary
     print(

@@ -27,6 +27,7 @@ import torch
 
 from xcodec.api import DEFAULT_MODEL, Codec, PreparedAudio
 from xcodec.dataset.decode import Decoded, DecodeRequest, decode_item
+from xcodec.dataset.lifetime import die_with_parent
 from xcodec.dataset.sources import AUDIO_EXTENSIONS, CorpusSource, describe_source, discover
 from xcodec.dataset.store import Failure, OutputStore, Plan, ShardRow, build_plan
 from xcodec.errors import XcodecError
@@ -254,7 +255,7 @@ def decoded_stream(
         return
     context = multiprocessing.get_context("spawn")  # no forked copy of the model or of torch threads
     read_ahead = num_workers * 4
-    executor = ProcessPoolExecutor(num_workers, mp_context=context)
+    executor = _decode_pool(num_workers, context)
     window: deque[tuple[DecodeRequest, Future[Decoded]]] = deque()
     try:
         for request in requests:
@@ -267,6 +268,13 @@ def decoded_stream(
             yield decoded
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _decode_pool(num_workers: int, context: Any) -> ProcessPoolExecutor:
+    """Decode processes that end with this one, ``kill -9`` included (see :mod:`xcodec.dataset.lifetime`)."""
+    return ProcessPoolExecutor(
+        num_workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    )
 
 
 def _next_result(
@@ -289,7 +297,7 @@ def _next_result(
     window.clear()
     first: Decoded | None = None
     for item in retry:
-        with ProcessPoolExecutor(1, mp_context=context) as single:
+        with _decode_pool(1, context) as single:
             try:
                 decoded = single.submit(decode_item, item, sample_rate, corpus).result()
             except BrokenProcessPool:
@@ -301,7 +309,7 @@ def _next_result(
             done.set_result(decoded)
             window.append((item, done))
     assert first is not None
-    return first, ProcessPoolExecutor(num_workers, mp_context=context)
+    return first, _decode_pool(num_workers, context)
 
 
 @dataclasses.dataclass
@@ -427,7 +435,7 @@ def _run_devices(
     processes = [
         context.Process(
             target=_device_main,
-            args=(device, options, codec_factory, shard_queue, events, workers_each),
+            args=(device, options, codec_factory, shard_queue, events, workers_each, os.getpid()),
             name=f"xcodec-tokenize-{device}",
         )
         for device in devices
@@ -456,7 +464,9 @@ def _device_main(
     shard_queue: Any,
     events: Any,
     num_workers: int,
+    parent_pid: int,
 ) -> None:
+    die_with_parent(parent_pid)  # a device process (and its decode workers) ends with the job
     store = OutputStore(options.out)
     plan = store.load_plan()
     codec = codec_factory(options, device)
