@@ -262,12 +262,27 @@ def test_model_keys_equal_transformers() -> None:
     assert set(ours.state_dict()) == theirs
 
 
+@pytest.mark.parametrize("kind", ["hubert", "wavlm"])
+def test_full_size_matches_transformers_on_one_recording(audio_dir: Path, tmp_path: Path, kind: str) -> None:
+    """Published-size configs on 3 s of speech_en.flac, in the default suite (speech and
+    music together are in the slow suite)."""
+    _full_size_parity(audio_dir, tmp_path, kind, (("speech_en.flac", 0),))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hubert", "wavlm"])
 def test_full_size_matches_transformers_on_real_recordings(
     audio_dir: Path, tmp_path: Path, kind: str
 ) -> None:
-    """Default (published-size) configs, random perturbed weights, real speech and music."""
+    """Published-size configs on real speech and music in one batch."""
+    _full_size_parity(audio_dir, tmp_path, kind, (("speech_en.flac", 0), ("music.wav", 48000)))
+
+
+def _full_size_parity(
+    audio_dir: Path, tmp_path: Path, kind: str, recordings: tuple[tuple[str, int], ...]
+) -> None:
+    """Default (published-size) configs, random perturbed weights, 3 s from each (file, start
+    sample) of ``recordings`` as one batch, at 0.5, 2 and 4 kbps."""
     import soundfile
 
     torch.manual_seed(11)
@@ -283,7 +298,7 @@ def test_full_size_matches_transformers_on_real_recordings(
     reference.save_pretrained(tmp_path)
     ours = load_xcodec(tmp_path)
     clips = []
-    for name, start in (("speech_en.flac", 0), ("music.wav", 48000)):
+    for name, start in recordings:
         samples, rate = soundfile.read(audio_dir / name, dtype="float32", start=start, frames=48000)
         assert rate == 16000
         clips.append(torch.from_numpy(samples))
