@@ -207,3 +207,21 @@ def test_parent_death_signal_is_available_on_linux() -> None:
     # In this (pytest) process: harmless, our parent outlives the test run.
     assert set_parent_death_signal(0)  # signal 0 clears it again
     assert callable(die_with_parent)
+
+
+def test_sigkill_ray_job_ends_its_local_ray(tmp_path: Path) -> None:
+    """--engine ray without an address starts a local Ray: its processes end with the job."""
+    require_oracle("ray")
+    corpus = tmp_path / "corpus"
+    many_short_files(corpus, 40)
+    out = tmp_path / "out"
+    env = subprocess_env()
+    env["XCODEC_TEST_ENCODE_DELAY"] = "0.3"
+    env.pop("RAY_ADDRESS", None)
+    command = tokenize_command(corpus, out, "--engine", "ray", "--num-workers", "0", "--ray-batch-size", "4")
+    # gcs_server, raylet and their helpers, plus Ray workers: well over 5 once a shard has landed.
+    recorded = kill_mid_run(command, out, expected=5, env=env, timeout=240.0)
+    assert not (out / "summary.json").exists(), "the job finished before the kill; slow it down"
+    assert any("raylet" in cmd for _, cmd in recorded.values()), recorded
+    left = survivors(recorded, timeout=10.0)
+    assert not left, f"still running 10 s after kill -9 of the job: {left}"

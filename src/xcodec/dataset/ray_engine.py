@@ -25,6 +25,7 @@ import torch
 
 from xcodec.api import Codec, PreparedAudio
 from xcodec.dataset.decode import DecodeRequest, decode_item
+from xcodec.dataset.lifetime import Reaper
 from xcodec.dataset.pipeline import CodecFactory, TokenizeOptions, codec_info, encode_items
 from xcodec.dataset.sources import CorpusSource
 from xcodec.dataset.store import Failure, OutputStore, Plan, ShardRow
@@ -116,7 +117,12 @@ def run_ray(
     """Process ``pending`` shards on Ray; joins RAY_ADDRESS / --ray-address, else starts a local Ray."""
     ray = _import_ray()
     if not ray.is_initialized():
-        ray.init(address=options.ray_address or os.environ.get("RAY_ADDRESS") or None)
+        address = options.ray_address or os.environ.get("RAY_ADDRESS") or None
+        # A local Ray is ours to clean up: its processes end with this one, kill -9 included.
+        reaper = Reaper.start() if address is None else None
+        ray.init(address=address)
+        if reaper is not None:
+            reaper.seal()
     # The model's rate and description, from one load on a worker (the driver may have no GPU).
     info = ray.get(ray.remote(num_cpus=1)(_probe).remote(options, codec_factory))
     sample_rate = int(info["sample_rate"])
