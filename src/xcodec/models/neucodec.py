@@ -43,6 +43,7 @@ from xcodec.models.xcodec2 import (
 
 if TYPE_CHECKING:
     from xcodec.features import Xcodec2FeatureExtractor
+    from xcodec.placement import DeviceMap, DtypeArg
 
 __all__ = [
     "NeuCodecDecoderOutput",
@@ -137,6 +138,8 @@ class NeuCodecModel(Xcodec2Model):
         return self.fc_encoder(fused.transpose(1, 2))
 
     def _feature_extractor(self) -> Xcodec2FeatureExtractor:
+        if self.preprocessor is not None:
+            return self.preprocessor
         from xcodec.features import NeuCodecFeatureExtractor
 
         return NeuCodecFeatureExtractor(
@@ -174,7 +177,8 @@ class NeuCodecModel(Xcodec2Model):
         id_or_path: str | os.PathLike[str],
         *,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
+        device_map: DeviceMap = None,
+        dtype: DtypeArg = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool | None = None,
@@ -188,23 +192,32 @@ class NeuCodecModel(Xcodec2Model):
         original layout (``pytorch_model.bin`` + ``meta.yaml``, ``neuphonic/neucodec``) has
         no semantic-model weights: the first 16 layers of W2V-BERT 2.0 are read from
         ``semantic_model`` (hub id or local Transformers folder; not read for
-        ``parts="decoder"``). parts: "all", "encoder" or "decoder" (see
+        ``parts="decoder"``). device_map, dtype: as Transformers' (see
+        :mod:`xcodec.placement`). parts: "all", "encoder" or "decoder" (see
         :class:`~xcodec.base.CodecModel`).
         """
         from xcodec.checkpoints.common import resolve_checkpoint
         from xcodec.checkpoints.neucodec import load_neucodec
+        from xcodec.features import PREPROCESSOR_CONFIG_NAME, NeuCodecFeatureExtractor
+        from xcodec.placement import resolve_placement
 
         folder = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
-        return load_neucodec(
+        target_device, target_dtype = resolve_placement(
+            folder, device_map=device_map, device=device, dtype=dtype
+        )
+        model = load_neucodec(
             folder,
-            device=device,
-            dtype=dtype,
+            device=target_device,
+            dtype=target_dtype,
             parts=parts,
             semantic_model=semantic_model,
             hub_kwargs={"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token},
         )
+        if (folder / PREPROCESSOR_CONFIG_NAME).is_file():
+            model.preprocessor = NeuCodecFeatureExtractor.from_pretrained(folder)
+        return model
 
     def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
         """Write config.json, model.safetensors and preprocessor_config.json (Transformers layout)."""
