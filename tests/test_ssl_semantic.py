@@ -13,15 +13,15 @@ from _oracle import require_oracle
 require_oracle("transformers")
 import transformers  # noqa: E402
 
-from xcodec.checkpoints.common import load_state_dict_strict  # noqa: E402
+from xcodec.checkpoints.common import (  # noqa: E402
+    fold_pos_conv_weight_norm,
+    load_state_dict_strict,
+    unfold_pos_conv_weight_norm,
+)
 from xcodec.configs.base import ConfigError  # noqa: E402
 from xcodec.configs.ssl import HubertConfig, SslEncoderConfig, WavLMConfig  # noqa: E402
 from xcodec.errors import CheckpointError  # noqa: E402
-from xcodec.semantic.conv_frontend import (  # noqa: E402
-    conv_output_lengths,
-    fold_pos_conv_weight_norm,
-    unfold_pos_conv_weight_norm,
-)
+from xcodec.semantic.conv_frontend import conv_output_lengths  # noqa: E402
 from xcodec.semantic.hubert import HubertEncoder  # noqa: E402
 from xcodec.semantic.wavlm import WavLMEncoder, relative_position_buckets  # noqa: E402
 

@@ -8,6 +8,9 @@ Quick start::
     audio = codec.decode(codes)
 """
 
+# Registers each codec's checkpoint loader and saver (xcodec.registry), which the model
+# classes' from_pretrained/save_pretrained look up: keep this import, even in a lazy root.
+import xcodec.checkpoints  # noqa: F401  (isort: keep first)
 from xcodec.api import BatchError, Codec, ItemError, load
 from xcodec.auto import AutoFeatureExtractor, AutoModel
 from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult

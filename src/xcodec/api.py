@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from xcodec.base import CodecModel
-from xcodec.errors import AudioError, XcodecError
+from xcodec.errors import AudioError, BatchError, ItemError, XcodecError, isolate_items
 from xcodec.windowing import Window, WindowConfig, plan_windows, stitch_audio, stitch_codes, window_audio
 
 __all__ = ["AudioInput", "BatchError", "Codec", "ItemError", "PreparedAudio", "load"]
@@ -32,9 +32,6 @@ DEFAULT_MODEL = "HKUSTAudio/xcodec2-hf"
 # Padded audio per model call on accelerators when the caller sets no budget. On the CPU
 # the default is one window: batching gains little there and memory grows with the batch.
 ACCELERATOR_BATCH_SECONDS = 120.0
-
-# Errors a model call may raise on one bad item; anything else is a bug and propagates.
-_ITEM_FAILURES = (XcodecError, RuntimeError, ValueError)
 
 
 @dataclasses.dataclass
@@ -48,33 +45,6 @@ class PreparedAudio:
     source: str
     original_sample_rate: int
     mixed_down: bool = False
-
-
-@dataclasses.dataclass
-class ItemError:
-    """Why one item of a batch failed: its position in the input list, its name, the reason."""
-
-    index: int
-    source: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message if self.message.startswith(self.source) else f"{self.source}: {self.message}"
-
-
-class BatchError(XcodecError):
-    """Some items of a list failed.
-
-    results: one entry per input, the item's result or None where it failed.
-    errors: one :class:`ItemError` per failed item.
-    """
-
-    def __init__(self, errors: list[ItemError], results: list[torch.Tensor | None]):
-        self.errors = errors
-        self.results = results
-        lines = "; ".join(str(e) for e in errors[:5])
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        super().__init__(f"{len(errors)} of {len(results)} items failed: {lines}{more}")
 
 
 def _describe(item: object, index: int) -> str:
@@ -140,7 +110,7 @@ class Codec:
     @property
     def input_hop_length(self) -> int:
         """Input samples (at :attr:`input_sample_rate`) per code frame."""
-        return self.hop_length * self.input_sample_rate // self.sample_rate
+        return self.model.input_hop_length
 
     @property
     def frame_rate(self) -> float:
@@ -202,7 +172,7 @@ class Codec:
         """
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         budget = max(1, int(self.max_batch_seconds * sample_rate))
-        batch_invariant = bool(getattr(self.model, "batch_invariant", False))
+        batch_invariant = self.model.batch_invariant
         group: list[int] = []
         for i in order:
             longest = max([lengths[j] for j in group] + [lengths[i]])
@@ -286,8 +256,10 @@ class Codec:
     ) -> list[torch.Tensor]:
         """Encode already prepared items; one (num_codebooks, frames) int64 CPU tensor each.
 
-        Raises the model's error if any item fails (:meth:`encode` isolates the item).
+        Raises the model's error if any item fails (:meth:`encode` isolates the item), and
+        :class:`~xcodec.errors.ArgumentError` for a bandwidth the model lacks.
         """
+        self.model.check_bandwidth(bandwidth)
         hop = self.input_hop_length
         return self._windowed(
             [p.waveform for p in items],
@@ -346,30 +318,22 @@ class Codec:
                 errors.append(ItemError(index, _describe(item, index), str(exc)))
         good = [(index, p) for index, p in enumerate(prepared) if p is not None]
         results: list[torch.Tensor | None] = [None] * len(items)
-        try:
-            encoded = self.encode_prepared([p for _, p in good], bandwidth=bandwidth)
+        if single:
+            # One input raises its own error; a list isolates each bad item (below).
+            results = list(self.encode_prepared([p for _, p in good], bandwidth=bandwidth))
+        else:
+            self.model.check_bandwidth(bandwidth)  # a job-level error: raised, not N item failures
+            encoded, failed = isolate_items(
+                [p for _, p in good],
+                lambda batch: self.encode_prepared(batch, bandwidth=bandwidth),
+                lambda _, one: one.source,
+            )
             for (index, _), codes in zip(good, encoded, strict=True):
                 results[index] = codes
-        except _ITEM_FAILURES:
-            if single:
-                raise
-            # Find the item at fault by encoding each alone; the others still get their codes.
-            for index, one in good:
-                outcome = self._encode_alone(one, bandwidth)
-                if isinstance(outcome, str):
-                    errors.append(ItemError(index, one.source, f"encoding failed: {outcome}"))
-                else:
-                    results[index] = outcome
+            errors += [ItemError(good[e.index][0], e.source, e.message) for e in failed]
         if errors:
             raise BatchError(sorted(errors, key=lambda e: e.index), results)
         return results[0] if single else results  # type: ignore[return-value]
-
-    def _encode_alone(self, item: PreparedAudio, bandwidth: float | None) -> torch.Tensor | str:
-        """The item's codes, or why the model failed on it."""
-        try:
-            return self.encode_prepared([item], bandwidth=bandwidth)[0]
-        except _ITEM_FAILURES as exc:
-            return f"{type(exc).__name__}: {exc}"
 
     def check_codes(self, codes: Any, *, name: str = "codes") -> torch.Tensor:
         """Validate one item's codes and return them as an int64 tensor (num_codebooks, frames).
@@ -410,9 +374,9 @@ class Codec:
             cut=lambda item, window: item[:, window.start : window.stop],
             run_many=self._detokenize_many,
             stitch=lambda plan, pieces: stitch_audio(plan, pieces, hop, self.crossfade_frames),
-            # Codes of audio that fit one window decode whole too, with room for the frame
-            # X-Codec2 adds past the audio (quirk "always pad": ceil((n + 1) / hop) frames).
-            whole_up_to=self.window_frames + 1,
+            # Codes of audio that fit one window decode whole too (X-Codec2 gives one more
+            # frame than whole hops, see its frames_for).
+            whole_up_to=self.model.frames_for(self.window_frames * self.input_hop_length),
         )
 
     def decode(self, codes: Any) -> list[torch.Tensor] | torch.Tensor:

@@ -24,22 +24,34 @@ from xcodec.checkpoints.common import CONFIG_NAME, resolve_checkpoint
 from xcodec.errors import CheckpointError
 from xcodec.placement import DeviceMap, DtypeArg, resolve_placement
 
-__all__ = ["AutoFeatureExtractor", "AutoModel", "detect_codec"]
+__all__ = ["AutoFeatureExtractor", "AutoModel", "checkpoint_location", "detect_codec"]
 
-_PICKLE_SUFFIXES = (".pth", ".ckpt", ".pt", ".bin")
+# A file that is a whole checkpoint by itself: an original X-Codec state dict.
+_STATE_DICT_SUFFIXES = (".pth", ".ckpt")
+# Files that are one part of a checkpoint folder: the folder is the checkpoint.
+_FOLDER_FILES = (CONFIG_NAME, "pytorch_model.bin", "model.safetensors", "model.safetensors.index.json")
+
+
+def checkpoint_location(path: Path) -> Path:
+    """The checkpoint ``path`` names: a folder, an original X-Codec ``.pth``/``.ckpt``, or the
+    folder of a file that is one part of a checkpoint (``config.json``, ``pytorch_model.bin``,
+    ``model.safetensors``). Any other file raises :class:`CheckpointError` naming it."""
+    if not path.is_file() or path.suffix in _STATE_DICT_SUFFIXES:
+        return path
+    if path.name in _FOLDER_FILES or path.suffix == ".safetensors":
+        return path.parent
+    raise CheckpointError(
+        f"{path} is not a checkpoint: pass a checkpoint folder, its config.json, or an original "
+        f"X-Codec state dict ({'/'.join(_STATE_DICT_SUFFIXES)}); a bare {path.suffix or 'extension-less'} "
+        "file is not read (its layout and config cannot be known)"
+    )
 
 
 def detect_codec(path: Path) -> str:
     """Return ``"xcodec2"``, ``"neucodec"`` or ``"xcodec"`` for a local checkpoint path; raise if none."""
+    path = checkpoint_location(path)
     if path.is_file():
-        if path.suffix in _PICKLE_SUFFIXES:
-            return "xcodec"
-        if path.name == CONFIG_NAME:
-            path = path.parent
-        else:
-            raise CheckpointError(
-                f"{path} is not a checkpoint (expected a folder, config.json or a .pth file)"
-            )
+        return "xcodec"
     config_file = path / CONFIG_NAME
     if config_file.exists():
         try:
@@ -109,14 +121,14 @@ class AutoModel:
         path = resolve_checkpoint(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
+        path = checkpoint_location(path)
         target_device, target_dtype = resolve_placement(
             path, device_map=device_map, device=device, dtype=dtype
         )
         model_class = _model_class(detect_codec(path))
-        model: CodecModel = model_class.from_pretrained(  # type: ignore[attr-defined]
+        return model_class.from_pretrained(
             path, device=target_device, dtype=target_dtype, parts=parts, **model_kwargs
         )
-        return model
 
 
 class AutoFeatureExtractor:
@@ -124,7 +136,7 @@ class AutoFeatureExtractor:
 
     @staticmethod
     def from_pretrained(id_or_path: str | os.PathLike[str], **hub_kwargs: Any) -> Any:
-        path = resolve_checkpoint(id_or_path, **hub_kwargs)
+        path = checkpoint_location(resolve_checkpoint(id_or_path, **hub_kwargs))
         from xcodec.features import NeuCodecFeatureExtractor, Xcodec2FeatureExtractor, XcodecFeatureExtractor
 
         kind = detect_codec(path)

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import ClassVar
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
-from xcodec.errors import XcodecError
+from xcodec import registry
+from xcodec.errors import ArgumentError, XcodecError
 
-__all__ = ["PARTS", "CodecModel", "DetokenizeResult", "TokenizeResult"]
+if TYPE_CHECKING:
+    from xcodec.placement import DeviceMap, DtypeArg
+
+__all__ = ["PARTS", "CodecModel", "DetokenizeResult", "PretrainedMixin", "TokenizeResult"]
+
+P = TypeVar("P", bound="PretrainedMixin")
 
 # What a model may be loaded for: both directions, or only one (``parts=`` of from_pretrained).
 PARTS = ("all", "encoder", "decoder")
@@ -47,7 +56,61 @@ class DetokenizeResult:
     lengths: torch.Tensor
 
 
-class CodecModel(nn.Module, abc.ABC):
+class PretrainedMixin:
+    """``from_pretrained``/``save_pretrained`` through the loader registry (:mod:`xcodec.registry`).
+
+    The model classes do no I/O: the loader and saver registered for the class (by
+    :mod:`xcodec.checkpoints`) resolve the hub id, read the layout, map the keys and fold
+    weight norm. So the models never import the loaders, and every codec takes the same
+    loading arguments.
+    """
+
+    @classmethod
+    def from_pretrained(
+        cls: type[P],
+        id_or_path: str | os.PathLike[str],
+        *,
+        device: torch.device | str | None = None,
+        device_map: DeviceMap = None,
+        dtype: DtypeArg = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool | None = None,
+        token: str | bool | None = None,
+        parts: str = "all",
+        **model_kwargs: Any,
+    ) -> P:
+        """Load a checkpoint (local folder or file, or hub id) in any layout the codec knows, strictly.
+
+        device_map, dtype: as Transformers' (``"auto"`` included), see :mod:`xcodec.placement`.
+        parts: "all", or "encoder" / "decoder" to keep only what that direction needs (see
+        :class:`CodecModel`). model_kwargs: options of one codec (NeuCodec:
+        ``semantic_model``, where the original layout's W2V-BERT weights come from).
+        The model comes back in eval mode.
+        """
+        model = registry.codec_loader(cls)(
+            cls,
+            id_or_path,
+            device=device,
+            device_map=device_map,
+            dtype=dtype,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            parts=parts,
+            **model_kwargs,
+        )
+        if not isinstance(model, cls):
+            raise XcodecError(f"{id_or_path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
+        """Write the Transformers layout (config.json, model.safetensors, preprocessor_config.json)."""
+        registry.codec_saver(type(self))(self, Path(folder))
+
+
+class CodecModel(PretrainedMixin, nn.Module, abc.ABC):
     """A neural audio codec: mono waveform at ``sample_rate`` <-> integer codes at ``frame_rate``.
 
     Parts: a model can be loaded for one direction only (``from_pretrained(...,
@@ -60,6 +123,12 @@ class CodecModel(nn.Module, abc.ABC):
     # Names of the child modules each direction needs; the others are dropped for it.
     part_modules: ClassVar[dict[str, tuple[str, ...]]] = {}
     loaded_parts: str = "all"
+    # True when ``tokenize``/``detokenize`` give each item of a padded batch exactly what it
+    # gets alone, so callers may batch items of different lengths (xcodec.api, the tokenizer).
+    batch_invariant: ClassVar[bool] = False
+    # The typed dataclass config the model was built from (xcodec.configs); None only for
+    # test doubles that have none.
+    config: Any = None
 
     def drop_unused_parts(self, parts: str) -> tuple[str, ...]:
         """Keep only the child modules ``parts`` ("all", "encoder", "decoder") needs.
@@ -117,6 +186,37 @@ class CodecModel(nn.Module, abc.ABC):
     @abc.abstractmethod
     def codebook_size(self) -> int:
         """Number of distinct values of one code."""
+
+    @property
+    def bandwidths(self) -> tuple[float, ...]:
+        """Bandwidths in kbps ``tokenize(..., bandwidth=)`` accepts; empty: no choice (it is ignored)."""
+        return ()
+
+    @property
+    def input_hop_length(self) -> int:
+        """Input samples (at ``input_sample_rate``) per code frame."""
+        return self.hop_length * self.input_sample_rate // self.sample_rate
+
+    def frames_for(self, num_samples: int) -> int:
+        """Code frames ``tokenize`` gives an item of ``num_samples`` samples at ``input_sample_rate``.
+
+        Default ``ceil(num_samples / input_hop_length)``; codecs with another count override
+        it (X-Codec2's "always pad" quirk adds one).
+        """
+        return math.ceil(num_samples / self.input_hop_length)
+
+    def check_bandwidth(self, bandwidth: float | None) -> None:
+        """Raise :class:`~xcodec.errors.ArgumentError` naming ``bandwidth`` unless this codec takes it.
+
+        None (the highest) is always accepted; codecs without a choice ignore any value.
+        """
+        if bandwidth is None or not self.bandwidths:
+            return
+        if float(bandwidth) not in self.bandwidths:
+            raise ArgumentError(
+                f"bandwidth={bandwidth:g} kbps is not one this model offers: "
+                + ", ".join(f"{b:g}" for b in self.bandwidths)
+            )
 
     @abc.abstractmethod
     def tokenize(

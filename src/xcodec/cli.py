@@ -10,12 +10,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from xcodec.api import DEFAULT_MODEL, Codec, PreparedAudio
-from xcodec.errors import XcodecError
+from xcodec.base import CodecModel
+from xcodec.errors import XcodecError, isolate_items
 
 __all__ = ["main"]
 
@@ -73,10 +75,19 @@ def _prepare_all(codec: Codec, inputs: Sequence[Path]) -> tuple[list[PreparedAud
 
 
 def _encode_files(codec: Codec, inputs: Sequence[Path], bandwidth: float | None) -> tuple[list, list[str]]:
+    """(item, codes) per input, None where it failed, and the failures; a bad file fails alone."""
+    codec.model.check_bandwidth(bandwidth)  # job-level: one message and exit 2, not N failures
     prepared, failures = _prepare_all(codec, inputs)
     good = [p for p in prepared if p is not None]
-    codes_iter = iter(codec.encode_prepared(good, bandwidth=bandwidth) if good else [])
-    results = [(p, next(codes_iter)) if p is not None else None for p in prepared]
+    encoded, errors = isolate_items(
+        good, lambda items: codec.encode_prepared(items, bandwidth=bandwidth), lambda _, item: item.source
+    )
+    failures += [str(error) for error in errors]
+    codes_iter = iter(encoded)
+    results: list[tuple[PreparedAudio, torch.Tensor] | None] = []
+    for item in prepared:
+        codes = None if item is None else next(codes_iter)
+        results.append(None if item is None or codes is None else (item, codes))
     return results, failures
 
 
@@ -169,11 +180,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from xcodec.auto import AutoModel
 
-    options: dict[str, str] = {}
+    options: dict[str, Any] = {}
     if args.semantic_model is not None:
         options["semantic_model"] = args.semantic_model
-    model = AutoModel.from_pretrained(args.source, **options)  # type: ignore[arg-type]
-    model.save_pretrained(args.destination)  # type: ignore[operator]
+    model = AutoModel.from_pretrained(args.source, **options)
+    model.save_pretrained(args.destination)
     _say(f"{args.source} -> {args.destination} (Transformers layout)")
     return 0
 
@@ -185,7 +196,7 @@ def cmd_random_checkpoint(args: argparse.Namespace) -> int:
         from xcodec.configs.xcodec2 import Xcodec2Config
         from xcodec.models.xcodec2 import Xcodec2Model
 
-        model: torch.nn.Module = Xcodec2Model(Xcodec2Config())
+        model: CodecModel = Xcodec2Model(Xcodec2Config())
     elif args.codec == "neucodec":
         from xcodec.configs.neucodec import NeuCodecConfig
         from xcodec.models.neucodec import NeuCodecModel
@@ -196,7 +207,7 @@ def cmd_random_checkpoint(args: argparse.Namespace) -> int:
         from xcodec.models.xcodec import XcodecModel
 
         model = XcodecModel(XcodecConfig())
-    model.save_pretrained(args.destination)  # type: ignore[operator]
+    model.save_pretrained(args.destination)
     _say(f"wrote a random-weight {args.codec} checkpoint to {args.destination} (for testing only)")
     return 0
 

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xcodec.checkpoints.common import resolve_checkpoint
 from xcodec.configs.base import ConfigBase, ConfigError
 from xcodec.errors import AudioError
+from xcodec.registry import resolve_location
 
 __all__ = [
     "PREPROCESSOR_CONFIG_NAME",
@@ -406,7 +406,8 @@ class _PreprocessorConfig(ConfigBase):
         A checkpoint without that file gets the defaults, which are those of the published
         checkpoints.
         """
-        location = resolve_checkpoint(
+        # Hub resolution is I/O of xcodec.checkpoints, reached through the registry.
+        location = resolve_location(
             id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
         )
         path = location if location.is_file() else location / PREPROCESSOR_CONFIG_NAME

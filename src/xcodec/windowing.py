@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -180,14 +180,3 @@ def stitch_audio(
             weights[-fade:] = ramp.flip(0)
         output[begin:end] += audio[begin - offset : end - offset].to(dtype) * weights
     return output
-
-
-def encode_long(
-    waveform: torch.Tensor,
-    windows: Sequence[Window],
-    hop_length: int,
-    encode_many: Callable[[list[torch.Tensor]], list[torch.Tensor]],
-) -> torch.Tensor:
-    """Codes (num_codebooks, frames) of one long waveform (samples,) through windows."""
-    pieces = [window_audio(waveform, window, hop_length) for window in windows]
-    return stitch_codes(windows, encode_many(pieces))

@@ -7,25 +7,31 @@ names, because a silently random layer is the worst bug a codec can have.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
 
 from xcodec.errors import CheckpointError
 
 __all__ = [
     "SAFETENSORS_INDEX",
     "SAFETENSORS_NAME",
+    "fold_pos_conv_weight_norm",
     "fold_weight_norm",
     "load_pickle_state_dict",
     "load_safetensors_folder",
     "load_state_dict_strict",
+    "parameters_on_meta",
     "resolve_checkpoint",
     "save_safetensors_folder",
+    "unfold_pos_conv_weight_norm",
     "unfold_weight_norm",
 ]
 
@@ -193,3 +199,77 @@ def save_safetensors_folder(state: Mapping[str, torch.Tensor], folder: Path) -> 
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     save_file(tensors, str(folder / SAFETENSORS_NAME), metadata={"format": "pt"})
+
+
+@contextlib.contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Create parameters on the meta device while building a model, so no random init runs.
+
+    Buffers (resampling filters, FSQ tables, windows, all derived from the config) are
+    still computed for real; the checkpoint then supplies every parameter (strict load with
+    ``assign``). The hook is torch's own API and is removed on exit.
+    """
+
+    def to_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> nn.Parameter | None:
+        if param is None:
+            return None
+        return nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    # torch's stub types the hook as returning None; returning a replacement is documented.
+    handle = register_module_parameter_registration_hook(cast(Any, to_meta))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+# ---------------------------------------------------------------------------------------
+# HuBERT / WavLM positional conv (xcodec.semantic.conv_frontend.PositionalConvEmbedding)
+# ---------------------------------------------------------------------------------------
+
+_POS_CONV = "encoder.pos_conv_embed.conv."
+_POS_CONV_BATCH_NORM = "encoder.pos_conv_embed.batch_norm.weight"
+# Weight norm of the positional conv keeps one norm per kernel tap.
+_POS_CONV_WEIGHT_NORM_DIM = 2
+
+
+def fold_pos_conv_weight_norm(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Return a copy of ``state`` with the positional conv's weight norm folded into ``...conv.weight``.
+
+    Accepts the parametrization names (``parametrizations.weight.original0``/``original1``,
+    written by current torch) and the legacy ``weight_g``/``weight_v``; both are g of
+    shape (1, 1, kernel) and v of shape (hidden, hidden / groups, kernel), normalised over
+    every axis but the kernel axis. A state that is already folded comes back unchanged.
+    """
+    out = dict(state)
+    base = prefix + _POS_CONV
+    pairs = [
+        (base + "parametrizations.weight.original0", base + "parametrizations.weight.original1"),
+        (base + "weight_g", base + "weight_v"),
+    ]
+    for g_key, v_key in pairs:
+        if g_key not in out and v_key not in out:
+            continue
+        if g_key not in out or v_key not in out:
+            raise CheckpointError(f"positional conv weight norm is incomplete: need both {g_key} and {v_key}")
+        if base + "weight" in out:
+            raise CheckpointError(f"checkpoint holds both {base}weight and its weight-norm form {g_key}")
+        out[base + "weight"] = fold_weight_norm(out.pop(g_key), out.pop(v_key), dim=_POS_CONV_WEIGHT_NORM_DIM)
+    return out
+
+
+def unfold_pos_conv_weight_norm(
+    state: Mapping[str, torch.Tensor], prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`fold_pos_conv_weight_norm`: write the parametrization names Transformers loads.
+
+    A HuBERT with ``conv_pos_batch_norm`` has a plain conv weight upstream too and is left as is.
+    """
+    out = dict(state)
+    weight_key = prefix + _POS_CONV + "weight"
+    if weight_key not in out or prefix + _POS_CONV_BATCH_NORM in out:
+        return out
+    g, v = unfold_weight_norm(out.pop(weight_key), dim=_POS_CONV_WEIGHT_NORM_DIM)
+    out[prefix + _POS_CONV + "parametrizations.weight.original0"] = g
+    out[prefix + _POS_CONV + "parametrizations.weight.original1"] = v
+    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -21,6 +21,7 @@ from xcodec.checkpoints.common import (
     CONFIG_NAME,
     load_safetensors_folder,
     load_state_dict_strict,
+    parameters_on_meta,
     save_safetensors_folder,
 )
 from xcodec.checkpoints.neucodec_original import (
@@ -28,15 +29,25 @@ from xcodec.checkpoints.neucodec_original import (
     is_original_neucodec,
     load_original_neucodec_state,
 )
-from xcodec.checkpoints.xcodec2 import _parameters_on_meta
-from xcodec.configs.base import ConfigError
+from xcodec.checkpoints.pretrained import load_pretrained
 from xcodec.configs.neucodec import NeuCodecConfig
-from xcodec.errors import CheckpointError
+from xcodec.errors import CheckpointError, ConfigError
+from xcodec.features import NeuCodecFeatureExtractor
+from xcodec.models.neucodec import NeuCodecModel
 
-if TYPE_CHECKING:
-    from xcodec.models.neucodec import NeuCodecModel
+__all__ = ["from_pretrained", "load_neucodec", "read_neucodec_config", "save_neucodec"]
 
-__all__ = ["load_neucodec", "read_neucodec_config", "save_neucodec"]
+
+def from_pretrained(
+    model_class: type[NeuCodecModel], id_or_path: str | os.PathLike[str], **options: Any
+) -> NeuCodecModel:
+    """``NeuCodecModel.from_pretrained`` (registered in :mod:`xcodec.checkpoints`).
+
+    Options as there, plus ``semantic_model``: where the original layout's W2V-BERT weights
+    come from (hub id or local Transformers folder, first 16 layers; default
+    ``facebook/w2v-bert-2.0``; not read for ``parts="decoder"``).
+    """
+    return load_pretrained(load_neucodec, id_or_path, preprocessor=NeuCodecFeatureExtractor, **options)
 
 
 def read_neucodec_config(folder: Path) -> NeuCodecConfig:
@@ -83,8 +94,6 @@ def load_neucodec(
     hub_kwargs: ``cache_dir``/``local_files_only``/``token`` for fetching ``semantic_model``.
     The model is returned in eval mode.
     """
-    from xcodec.models.neucodec import NeuCodecModel
-
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"NeuCodec checkpoint {path} is not a folder")
@@ -99,7 +108,7 @@ def load_neucodec(
     else:
         config = read_neucodec_config(path)
         state = load_safetensors_folder(path)
-    with _parameters_on_meta():
+    with parameters_on_meta():
         model = NeuCodecModel(config)
     dropped = model.drop_unused_parts(parts)
     if dropped:
@@ -128,8 +137,6 @@ def save_neucodec(model: NeuCodecModel, folder: Path) -> None:
         values["architectures"] = ["NeuCodecModel"]
     (folder / CONFIG_NAME).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     save_safetensors_folder(model.state_dict(), folder)
-    from xcodec.features import NeuCodecFeatureExtractor
-
     extractor = NeuCodecFeatureExtractor(
         sampling_rate=model.config.input_sampling_rate, hop_length=model.config.encoder_hop_length
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,23 +30,26 @@ from xcodec.checkpoints.common import (
     CONFIG_NAME,
     SAFETENSORS_INDEX,
     SAFETENSORS_NAME,
+    fold_pos_conv_weight_norm,
     fold_weight_norm,
     load_pickle_state_dict,
     load_safetensors_folder,
     load_state_dict_strict,
+    parameters_on_meta,
     save_safetensors_folder,
+    unfold_pos_conv_weight_norm,
 )
-from xcodec.configs.base import ConfigError
+from xcodec.checkpoints.pretrained import load_pretrained
 from xcodec.configs.ssl import HubertConfig, WavLMConfig
 from xcodec.configs.xcodec import DacConfig, XcodecConfig
-from xcodec.errors import CheckpointError
+from xcodec.errors import CheckpointError, ConfigError
 from xcodec.models.xcodec import XcodecModel
-from xcodec.semantic.conv_frontend import fold_pos_conv_weight_norm, unfold_pos_conv_weight_norm
 
 __all__ = [
     "ORIGINAL_WEIGHT_SUFFIXES",
     "convert_original_xcodec",
     "fold_xcodec_weight_norm",
+    "from_pretrained",
     "load_xcodec",
     "original_key_to_transformers",
     "original_state_to_transformers",
@@ -91,12 +95,21 @@ _ORIGINAL_SEMANTIC_PAD = 160
 # ---------------------------------------------------------------------------------------
 
 
+def from_pretrained(
+    model_class: type[XcodecModel], id_or_path: str | os.PathLike[str], **options: Any
+) -> XcodecModel:
+    """``XcodecModel.from_pretrained`` (registered in :mod:`xcodec.checkpoints`); options as there."""
+    return load_pretrained(load_xcodec, id_or_path, **options)
+
+
 def load_xcodec(
     path: Path,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     *,
     original_config: Path | None = None,
+    parts: str = "all",
+    hub_kwargs: dict[str, Any] | None = None,
 ) -> XcodecModel:
     """Load an X-Codec checkpoint in either layout, in eval mode.
 
@@ -104,24 +117,41 @@ def load_xcodec(
     original-layout folder holding one ``.pth``/``.ckpt`` and ``config.yaml``; or the
     ``.pth``/``.ckpt`` file itself, with ``config.yaml`` beside it or given as
     ``original_config`` (the hub's ``ZhenYe234/xcodec`` names them ``config_hubert.yaml``...).
+    ``parts`` ("encoder", "decoder") keeps only that direction's modules; the model is
+    built on the meta device and the dropped modules' tensors are never assigned.
+    hub_kwargs: unused (every layout holds all its weights), taken so every loader has one
+    signature.
     """
     path = Path(path)
     if path.is_file() and path.suffix in ORIGINAL_WEIGHT_SUFFIXES:
-        model = _load_original(path, original_config or path.parent / ORIGINAL_CONFIG_NAME)
+        config, state = _read_original(path, original_config or path.parent / ORIGINAL_CONFIG_NAME)
     elif path.is_file() and path.name in (CONFIG_NAME, SAFETENSORS_NAME, SAFETENSORS_INDEX):
-        model = _load_transformers(path.parent)
+        path = path.parent
+        config, state = _read_transformers(path)
     elif path.is_dir() and (path / CONFIG_NAME).exists():
-        model = _load_transformers(path)
+        config, state = _read_transformers(path)
     elif path.is_dir():
-        model = _load_original(_single_original_weights(path), original_config or path / ORIGINAL_CONFIG_NAME)
+        config, state = _read_original(
+            _single_original_weights(path), original_config or path / ORIGINAL_CONFIG_NAME
+        )
     else:
         raise CheckpointError(
             f"{path} is neither an X-Codec folder nor a {'/'.join(ORIGINAL_WEIGHT_SUFFIXES)} file"
         )
-    return model.to(device=device, dtype=dtype).eval()
+    with parameters_on_meta():
+        model = XcodecModel(config)
+    dropped = model.drop_unused_parts(parts)
+    state = fold_xcodec_weight_norm(state)
+    if dropped:
+        state = {key: value for key, value in state.items() if not key.startswith(dropped)}
+    load_state_dict_strict(model, state, source=str(path), assign=True)
+    model.eval()
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model
 
 
-def _load_transformers(folder: Path) -> XcodecModel:
+def _read_transformers(folder: Path) -> tuple[XcodecConfig, dict[str, torch.Tensor]]:
     config_path = folder / CONFIG_NAME
     try:
         model_type = json.loads(config_path.read_text()).get("model_type")
@@ -141,9 +171,7 @@ def _load_transformers(folder: Path) -> XcodecModel:
         raise CheckpointError(
             f"{folder} has {CONFIG_NAME} but no {SAFETENSORS_NAME} or {_LEGACY_WEIGHTS_NAME}"
         )
-    model = XcodecModel(config)
-    load_state_dict_strict(model, fold_xcodec_weight_norm(state), source=str(folder))
-    return model
+    return config, state
 
 
 def fold_xcodec_weight_norm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -189,15 +217,13 @@ def _single_original_weights(folder: Path) -> Path:
     )
 
 
-def _load_original(weights: Path, config_path: Path) -> XcodecModel:
+def _read_original(weights: Path, config_path: Path) -> tuple[XcodecConfig, dict[str, torch.Tensor]]:
     config = xcodec_config_from_original(read_original_generator_config(config_path))
     original = read_original_state_dict(weights)
-    model = XcodecModel(config)
     state = original_state_to_transformers(
         original, num_blocks=len(config.acoustic_model_config.downsampling_ratios)
     )
-    load_state_dict_strict(model, fold_xcodec_weight_norm(state), source=str(weights))
-    return model
+    return config, state
 
 
 def read_original_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -214,8 +240,8 @@ def read_original_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def read_original_generator_config(path: Path) -> dict[str, Any]:
     """The ``generator.config`` mapping of an original ``config.yaml``.
 
-    Uses PyYAML when installed; otherwise a small reader for the block mappings, flow
-    lists and plain scalars these files use (everything under ``generator:``).
+    Read with PyYAML (``yaml.safe_load``), an optional dependency of this layout only:
+    ``pip install "xcodec[original]"`` (or ``pip install pyyaml``).
     """
     path = Path(path)
     try:
@@ -224,13 +250,15 @@ def read_original_generator_config(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read the original X-Codec config {path}: {exc}") from exc
     try:
         import yaml
-    except ImportError:
-        document = _read_simple_yaml(text, path)
-    else:
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise CheckpointError(f"cannot parse {path}: {exc}") from exc
+    except ImportError as exc:
+        raise CheckpointError(
+            f"reading {path} (original X-Codec layout) needs PyYAML: pip install pyyaml "
+            '(or pip install "xcodec[original]")'
+        ) from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"cannot parse {path}: {exc}") from exc
     generator = document.get("generator") if isinstance(document, dict) else None
     kwargs = generator.get("config") if isinstance(generator, dict) else None
     if not isinstance(kwargs, dict):
@@ -466,78 +494,3 @@ def convert_original_xcodec(src: Path, dst: Path, *, original_config: Path | Non
     model = load_xcodec(Path(src), original_config=original_config)
     save_xcodec(model, Path(dst))
     return model
-
-
-# ---------------------------------------------------------------------------------------
-# A minimal YAML reader for config.yaml when PyYAML is not installed
-# ---------------------------------------------------------------------------------------
-
-
-def _read_simple_yaml(text: str, path: Path) -> dict[str, Any]:
-    """Block mappings of ``key: value`` lines, nested by indentation; flow lists; plain scalars.
-
-    Enough for the ``generator:`` section of X-Codec's config files. Constructs it does not
-    understand (block lists, multi-line strings) raise, naming the line.
-    """
-    root: dict[str, Any] = {}
-    # Stack of (indent, mapping); a key with no value opens a mapping one level deeper.
-    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = _strip_comment(raw).rstrip()
-        if not line.strip() or line.strip() == "---":
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        body = line.strip()
-        match = re.fullmatch(r"([^:\s][^:]*?)\s*:(?:\s+(.*))?", body)
-        if match is None:
-            raise CheckpointError(
-                f"{path}:{number}: cannot read {raw.strip()!r} without PyYAML (pip install pyyaml)"
-            )
-        while indent <= stack[-1][0]:
-            stack.pop()
-        parent = stack[-1][1]
-        key, value = match[1], match[2]
-        if value is None or value == "":
-            child: dict[str, Any] = {}
-            parent[key] = child
-            stack.append((indent, child))
-        else:
-            parent[key] = _yaml_scalar(value, path, number)
-    return root
-
-
-def _strip_comment(line: str) -> str:
-    quote = None
-    for index, char in enumerate(line):
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "#" and (index == 0 or line[index - 1] in " \t"):
-            return line[:index]
-    return line
-
-
-def _yaml_scalar(text: str, path: Path, number: int) -> Any:
-    text = text.strip()
-    if text.startswith("[") and text.endswith("]"):
-        inner = text[1:-1].strip()
-        return [_yaml_scalar(item, path, number) for item in inner.split(",")] if inner else []
-    if text.startswith(("[", "{", "|", ">", "&", "*", "!")):
-        raise CheckpointError(f"{path}:{number}: cannot read {text!r} without PyYAML (pip install pyyaml)")
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    lowered = text.lower()
-    if lowered in ("true", "yes", "on"):
-        return True
-    if lowered in ("false", "no", "off"):
-        return False
-    if lowered in ("null", "~"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text

@@ -9,38 +9,39 @@ recognised and converted by :mod:`xcodec.checkpoints.xcodec2_original` when pres
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.modules.module import register_module_parameter_registration_hook
 
+from xcodec.checkpoints import xcodec2_original
 from xcodec.checkpoints.common import (
     CONFIG_NAME,
     load_safetensors_folder,
     load_state_dict_strict,
+    parameters_on_meta,
     save_safetensors_folder,
 )
-from xcodec.configs.base import ConfigError
+from xcodec.checkpoints.pretrained import load_pretrained
 from xcodec.configs.xcodec2 import Xcodec2Config
-from xcodec.errors import CheckpointError
+from xcodec.errors import CheckpointError, ConfigError
+from xcodec.features import Xcodec2FeatureExtractor
+from xcodec.models.xcodec2 import Xcodec2Model
 
-if TYPE_CHECKING:
-    from xcodec.models.xcodec2 import Xcodec2Model
+__all__ = ["from_pretrained", "load_xcodec2", "save_xcodec2"]
 
-__all__ = ["load_xcodec2", "save_xcodec2"]
+
+def from_pretrained(
+    model_class: type[Xcodec2Model], id_or_path: str | os.PathLike[str], **options: Any
+) -> Xcodec2Model:
+    """``Xcodec2Model.from_pretrained`` (registered in :mod:`xcodec.checkpoints`); options as there."""
+    return load_pretrained(load_xcodec2, id_or_path, preprocessor=Xcodec2FeatureExtractor, **options)
 
 
 def _original_layout_state(folder: Path) -> tuple[Xcodec2Config, dict[str, torch.Tensor]] | None:
     """(config, state) converted from the original X-Codec2 layout, or None if ``folder`` is not one."""
-    try:
-        from xcodec.checkpoints import xcodec2_original
-    except ImportError:
-        return None
     if not xcodec2_original.is_original_xcodec2(folder):
         return None
     return xcodec2_original.load_original_xcodec2_state(folder)
@@ -77,16 +78,16 @@ def load_xcodec2(
     dtype: torch.dtype | None = None,
     *,
     parts: str = "all",
+    hub_kwargs: dict[str, Any] | None = None,
 ) -> Xcodec2Model:
     """Build an :class:`~xcodec.models.xcodec2.Xcodec2Model` from a checkpoint folder, strictly.
 
     Every parameter must come from the checkpoint and every tensor in it must be used;
     otherwise :class:`CheckpointError` lists the keys. The model is returned in eval mode.
     ``parts`` ("encoder", "decoder") keeps only that direction's modules: the tensors of
-    the others are dropped unread by the strict check.
+    the others are dropped unread by the strict check. hub_kwargs: unused (the layout
+    holds everything), taken so every loader has one signature.
     """
-    from xcodec.models.xcodec2 import Xcodec2Model
-
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"X-Codec2 checkpoint {path} is not a folder")
@@ -96,7 +97,7 @@ def load_xcodec2(
     else:
         config = _read_config(path)
         state = load_safetensors_folder(path)
-    with _parameters_on_meta():
+    with parameters_on_meta():
         model = Xcodec2Model(config)
     dropped = model.drop_unused_parts(parts)
     if dropped:
@@ -106,28 +107,6 @@ def load_xcodec2(
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     return model
-
-
-@contextlib.contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Create parameters on the meta device while building a model, so no random init runs.
-
-    Buffers (resampling filters, FSQ tables, windows, all derived from the config) are
-    still computed for real; the checkpoint then supplies every parameter (strict load with
-    ``assign``). The hook is torch's own API and is removed on exit.
-    """
-
-    def to_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> nn.Parameter | None:
-        if param is None:
-            return None
-        return nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-
-    # torch's stub types the hook as returning None; returning a replacement is documented.
-    handle = register_module_parameter_registration_hook(cast(Any, to_meta))
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def save_xcodec2(model: Xcodec2Model, folder: Path) -> None:
@@ -149,8 +128,6 @@ def save_xcodec2(model: Xcodec2Model, folder: Path) -> None:
     (folder / CONFIG_NAME).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
     save_safetensors_folder(model.state_dict(), folder)
     # The file Transformers' Xcodec2FeatureExtractor writes, so AutoFeatureExtractor finds one.
-    from xcodec.features import Xcodec2FeatureExtractor
-
     extractor = Xcodec2FeatureExtractor(
         sampling_rate=model.config.sampling_rate, hop_length=model.config.hop_length
     )

@@ -16,13 +16,11 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from xcodec.errors import ConfigError
+
 __all__ = ["ConfigBase", "ConfigError"]
 
 C = TypeVar("C", bound="ConfigBase")
-
-
-class ConfigError(ValueError):
-    """A config file or dict that does not describe a model we can build."""
 
 
 def _is_config_type(tp: Any) -> type[ConfigBase] | None:

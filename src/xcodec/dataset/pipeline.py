@@ -10,8 +10,6 @@ per device) gathers a shard's items, encodes them in length-bucketed batches thr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import multiprocessing
 import os
 import queue
@@ -22,17 +20,26 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import numpy as np
 import torch
 
-from xcodec.api import DEFAULT_MODEL, Codec, PreparedAudio
+from xcodec.api import Codec, PreparedAudio
 from xcodec.dataset.decode import Decoded, DecodeRequest, decode_item
+from xcodec.dataset.job import (
+    DTYPES,
+    CodecFactory,
+    TokenizeOptions,
+    codec_info,
+    encode_items,
+    load_codec,
+    output_samples,
+)
 from xcodec.dataset.lifetime import die_with_parent
-from xcodec.dataset.sources import AUDIO_EXTENSIONS, CorpusSource, describe_source, discover
+from xcodec.dataset.sources import CorpusSource, describe_source, discover
 from xcodec.dataset.store import Failure, OutputStore, Plan, ShardRow, build_plan
 from xcodec.errors import XcodecError
 
 __all__ = [
+    "DTYPES",
     "CodecFactory",
     "TokenizeOptions",
     "TokenizeResult",
@@ -41,47 +48,6 @@ __all__ = [
     "tokenize_corpus",
 ]
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclasses.dataclass
-class TokenizeOptions:
-    """Everything ``xcodec tokenize`` takes; see ``xcodec tokenize --help`` for each option."""
-
-    input: str
-    out: str
-    model: str = DEFAULT_MODEL
-    device: str | None = None
-    devices: list[str] | None = None
-    dtype: str = "float32"
-    batch_seconds: float = 120.0
-    num_workers: int = 1
-    shard_size: int = 1000
-    bandwidth: float | None = None
-    engine: str = "local"
-    input_format: str = "auto"
-    extensions: tuple[str, ...] = AUDIO_EXTENSIONS
-    root: str | None = None
-    path_column: str | None = None
-    id_column: str = "id"
-    audio_column: str = "audio"
-    split: str | None = None
-    keep_columns: list[str] | None = None
-    retry_errors: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    offline: bool = False
-    ray_address: str | None = None
-    ray_actors: int = 1
-    ray_gpus_per_actor: float = 0.0
-    ray_cpus_per_actor: float = 1.0
-    ray_batch_size: int = 32
-
-
-# Builds the codec for one device. Must be a module-level function: device processes and
-# Ray actors receive it by reference.
-CodecFactory = Callable[[TokenizeOptions, "str | None"], Codec]
-
 
 @dataclasses.dataclass
 class TokenizeResult:
@@ -89,41 +55,6 @@ class TokenizeResult:
 
     summary: dict[str, Any]
     exit_status: int
-
-
-def load_codec(options: TokenizeOptions, device: str | None) -> Codec:
-    """The default :data:`CodecFactory`: :func:`xcodec.api.load` with the job's options."""
-    from xcodec.api import load
-
-    return load(
-        options.model,
-        device=device,
-        dtype=DTYPES[options.dtype],
-        max_batch_seconds=options.batch_seconds,
-        local_files_only=options.offline or None,
-        parts="encoder",  # tokenizing never decodes: 442 M of X-Codec2's 629 M parameters
-    )
-
-
-def codec_info(codec: Codec, options: TokenizeOptions) -> dict[str, Any]:
-    """What every shard records about the model that produced it."""
-    model = codec.model
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "to_dict"):
-        described = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    else:
-        described = type(model).__qualname__
-    return {
-        "model_id": codec.model_id or options.model,
-        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "config_hash": hashlib.sha256(described.encode()).hexdigest()[:16],
-        "sample_rate": int(codec.sample_rate),
-        "frame_rate": float(codec.frame_rate),
-        "num_codebooks": int(codec.num_codebooks),
-        "codebook_size": int(codec.codebook_size),
-        "bandwidth": options.bandwidth,
-        "dtype": options.dtype,
-    }
 
 
 def _job_fingerprint(options: TokenizeOptions) -> dict[str, Any]:
@@ -334,7 +265,10 @@ def process_shards(
 ) -> None:
     """Decode, encode and write each shard of ``shards`` (an iterator: it may be fed by a queue)."""
     info = codec_info(codec, options)
-    sample_rate = codec.sample_rate
+    # A bandwidth the model lacks fails the job once, before any item is read.
+    codec.model.check_bandwidth(options.bandwidth)
+    # Items are decoded at the rate the codec takes (NeuCodec: 16 kHz in, 24 kHz out).
+    sample_rate = codec.input_sample_rate
     # Decoded audio is encoded in pools of a few batches, so length bucketing has items to sort
     # while memory stays bounded whatever the shard size.
     pool_limit = int(4 * options.batch_seconds * sample_rate)
@@ -377,7 +311,8 @@ def _encode_pool(
         for d in pool
     ]
     for decoded, item, codes in zip(pool, prepared, encode_items(codec, prepared, bandwidth), strict=True):
-        num_samples = int(item.waveform.shape[-1])
+        input_samples = int(item.waveform.shape[-1])
+        num_samples = output_samples(codec, input_samples)
         if isinstance(codes, str):
             work.failures.append(
                 Failure(decoded.index, str(plan.table.column("id")[decoded.index]), item.source, codes)
@@ -385,28 +320,7 @@ def _encode_pool(
             report(1, 0.0)
             continue
         work.rows.append(ShardRow(decoded.index, codes, num_samples, item.original_sample_rate))
-        report(1, num_samples / codec.sample_rate)
-
-
-def encode_items(
-    codec: Codec, prepared: list[PreparedAudio], bandwidth: float | None
-) -> list[np.ndarray | str]:
-    """Codes of each item as a (num_codebooks, frames) int32 array, or the reason it failed."""
-    if not prepared:
-        return []
-    try:
-        encoded: list[torch.Tensor | str] = list(codec.encode_prepared(prepared, bandwidth=bandwidth))
-    except (XcodecError, RuntimeError, ValueError):
-        # Find the item at fault by encoding each alone; the others still get their tokens.
-        encoded = [_encode_one(codec, p, bandwidth) for p in prepared]
-    return [c if isinstance(c, str) else c.numpy().astype(np.int32) for c in encoded]
-
-
-def _encode_one(codec: Codec, item: PreparedAudio, bandwidth: float | None) -> torch.Tensor | str:
-    try:
-        return codec.encode_prepared([item], bandwidth=bandwidth)[0]
-    except (XcodecError, RuntimeError, ValueError) as exc:
-        return f"{item.source}: encoding failed: {type(exc).__name__}: {exc}"
+        report(1, input_samples / codec.input_sample_rate)
 
 
 # ---- several devices -------------------------------------------------------------------

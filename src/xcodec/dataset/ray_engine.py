@@ -25,8 +25,8 @@ import torch
 
 from xcodec.api import Codec, PreparedAudio
 from xcodec.dataset.decode import DecodeRequest, decode_item
+from xcodec.dataset.job import CodecFactory, TokenizeOptions, codec_info, encode_items, output_samples
 from xcodec.dataset.lifetime import Reaper
-from xcodec.dataset.pipeline import CodecFactory, TokenizeOptions, codec_info, encode_items
 from xcodec.dataset.sources import CorpusSource
 from xcodec.dataset.store import Failure, OutputStore, Plan, ShardRow
 from xcodec.errors import XcodecError
@@ -88,7 +88,7 @@ class _Encoder:
             # Flattened so every row is a 1-D array; the driver restores (num_codebooks, frames).
             codes[i] = result.reshape(-1)
             shapes[i] = result.shape[0]
-            num_samples[i] = int(item.waveform.shape[-1])
+            num_samples[i] = output_samples(self.codec, int(item.waveform.shape[-1]))
         ragged = np.empty(len(codes), dtype=object)
         ragged[:] = codes
         return {
@@ -103,7 +103,8 @@ class _Encoder:
 
 def _probe(options: TokenizeOptions, codec_factory: CodecFactory) -> dict[str, Any]:
     codec = codec_factory(options, "cpu")
-    return codec_info(codec, options)
+    codec.model.check_bandwidth(options.bandwidth)  # a job-level error, raised once on the driver
+    return {**codec_info(codec, options), "input_sample_rate": codec.input_sample_rate}
 
 
 def run_ray(
@@ -125,6 +126,8 @@ def run_ray(
             reaper.seal()
     # The model's rate and description, from one load on a worker (the driver may have no GPU).
     info = ray.get(ray.remote(num_cpus=1)(_probe).remote(options, codec_factory))
+    # Decoded at the rate the codec takes; num_samples and durations are at its output rate.
+    input_sample_rate = int(info.pop("input_sample_rate"))
     sample_rate = int(info["sample_rate"])
 
     rows = []
@@ -140,7 +143,7 @@ def run_ray(
     device = "cuda" if options.ray_gpus_per_actor > 0 else options.device
     dataset = (
         ray.data.from_items(rows)
-        .map(functools.partial(_decode_row, sample_rate=sample_rate, corpus=plan.corpus), num_cpus=1)
+        .map(functools.partial(_decode_row, sample_rate=input_sample_rate, corpus=plan.corpus), num_cpus=1)
         .map_batches(
             _Encoder,
             fn_constructor_args=(options, codec_factory, device),

@@ -27,13 +27,9 @@ Lengths through layers:
 Making the padding invisible, ``x`` of shape ``(batch, ..., time)`` unless ``dim`` says:
     ``zero_padding(x, lengths, dim=-1)``: zeros past each length; call before every
         zero-padded convolution (its alone-run sees zeros there).
-    ``replicate_last_valid(x, lengths)``: every step past the length takes the value of
-        the item's last valid step; call before replicate padding (its alone-run
-        replicates that sample).
     ``replicate_pad(x, lengths, left, right)``: ``F.pad(x, (left, right), "replicate")``
         as each item alone gets it: the ``right`` steps after each item's end hold its
-        last valid step. Touches only those steps (no pass over the whole tensor), so
-        prefer it to ``replicate_last_valid`` when the padding is what you need.
+        last valid step. Touches only those steps (no pass over the whole tensor).
     ``masked_group_norm(x, norm, lengths)``: ``nn.GroupNorm`` whose statistics cover the
         valid steps only.
 
@@ -56,7 +52,6 @@ __all__ = [
     "lengths_to_mask",
     "mask_to_lengths",
     "masked_group_norm",
-    "replicate_last_valid",
     "replicate_pad",
     "zero_padding",
 ]
@@ -145,20 +140,6 @@ def zero_padding(x: torch.Tensor, lengths: torch.Tensor | None, dim: int = -1) -
     if lengths is None:
         return x
     return torch.where(_step_mask(x, lengths, dim), x, torch.zeros((), dtype=x.dtype, device=x.device))
-
-
-def replicate_last_valid(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """``x`` (batch, channels, time) with every step past the length filled with the last valid step.
-
-    Replicate padding of an item alone repeats its last sample; filling the batch's padding
-    with that sample lets the batch's own replicate padding (at the far end) be ignored.
-    """
-    if lengths is None:
-        return x
-    B, C, _ = x.shape
-    last = (lengths.to(device=x.device, dtype=torch.long) - 1).clamp(min=0)
-    last_value = x.gather(-1, last.view(B, 1, 1).expand(B, C, 1))  # (batch, channels, 1)
-    return torch.where(_step_mask(x, lengths, -1), x, last_value)
 
 
 def replicate_pad(x: torch.Tensor, lengths: torch.Tensor | None, left: int, right: int) -> torch.Tensor:

@@ -24,8 +24,6 @@ give each item of a padded batch exactly its alone-run codes and audio.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -43,7 +41,6 @@ from xcodec.models.xcodec2 import (
 
 if TYPE_CHECKING:
     from xcodec.features import Xcodec2FeatureExtractor
-    from xcodec.placement import DeviceMap, DtypeArg
 
 __all__ = [
     "NeuCodecDecoderOutput",
@@ -89,6 +86,10 @@ class NeuCodecModel(Xcodec2Model):
     def encoder_hop_length(self) -> int:
         """Input samples (16 kHz) per code frame; ``hop_length`` (480) counts output samples."""
         return self.config.encoder_hop_length
+
+    def frames_for(self, num_samples: int) -> int:
+        """``ceil((num_samples + 1) / 320) - 1`` (quirk "code count": one fewer than X-Codec2)."""
+        return num_samples // self.encoder_hop_length
 
     # ------------------------------------------------------------------ where NeuCodec differs
     def _num_code_frames(self, num_samples: int) -> int:
@@ -169,58 +170,3 @@ class NeuCodecModel(Xcodec2Model):
                 f"for one code; item(s) (index, samples) {too_short} are shorter"
             )
         return super().tokenize(waveforms, lengths, bandwidth=bandwidth)
-
-    # ------------------------------------------------------------------ checkpoints
-    @classmethod
-    def from_pretrained(
-        cls,
-        id_or_path: str | os.PathLike[str],
-        *,
-        device: torch.device | str | None = None,
-        device_map: DeviceMap = None,
-        dtype: DtypeArg = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool | None = None,
-        token: str | bool | None = None,
-        parts: str = "all",
-        semantic_model: str | os.PathLike[str] = "facebook/w2v-bert-2.0",
-    ) -> NeuCodecModel:
-        """Load a NeuCodec checkpoint: local folder or hub id, either layout.
-
-        The Transformers layout (config.json + model.safetensors) holds everything. The
-        original layout (``pytorch_model.bin`` + ``meta.yaml``, ``neuphonic/neucodec``) has
-        no semantic-model weights: the first 16 layers of W2V-BERT 2.0 are read from
-        ``semantic_model`` (hub id or local Transformers folder; not read for
-        ``parts="decoder"``). device_map, dtype: as Transformers' (see
-        :mod:`xcodec.placement`). parts: "all", "encoder" or "decoder" (see
-        :class:`~xcodec.base.CodecModel`).
-        """
-        from xcodec.checkpoints.common import resolve_checkpoint
-        from xcodec.checkpoints.neucodec import load_neucodec
-        from xcodec.features import PREPROCESSOR_CONFIG_NAME, NeuCodecFeatureExtractor
-        from xcodec.placement import resolve_placement
-
-        folder = resolve_checkpoint(
-            id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
-        )
-        target_device, target_dtype = resolve_placement(
-            folder, device_map=device_map, device=device, dtype=dtype
-        )
-        model = load_neucodec(
-            folder,
-            device=target_device,
-            dtype=target_dtype,
-            parts=parts,
-            semantic_model=semantic_model,
-            hub_kwargs={"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token},
-        )
-        if (folder / PREPROCESSOR_CONFIG_NAME).is_file():
-            model.preprocessor = NeuCodecFeatureExtractor.from_pretrained(folder)
-        return model
-
-    def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
-        """Write config.json, model.safetensors and preprocessor_config.json (Transformers layout)."""
-        from xcodec.checkpoints.neucodec import save_neucodec
-
-        save_neucodec(self, Path(folder))

@@ -20,9 +20,7 @@ norm is folded at load time (:mod:`xcodec.checkpoints.xcodec`). The model does n
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +36,6 @@ from xcodec.layers.rvq import ResidualVectorQuantizer
 from xcodec.layers.semantic_conv import SemanticDecoder, SemanticEncoder
 from xcodec.semantic.hubert import HubertEncoder
 from xcodec.semantic.wavlm import WavLMEncoder
-
-if TYPE_CHECKING:
-    from xcodec.placement import DeviceMap, DtypeArg
 
 __all__ = ["XcodecDecoderOutput", "XcodecEncoderOutput", "XcodecModel", "XcodecOutput"]
 
@@ -169,6 +164,17 @@ class XcodecModel(CodecModel):
     def target_bandwidths(self) -> tuple[float, ...]:
         """Bandwidths in kbps :meth:`encode` accepts; each uses ``bandwidth / 0.5`` codebooks."""
         return self.config.target_bandwidths
+
+    @property
+    def bandwidths(self) -> tuple[float, ...]:
+        return tuple(float(b) for b in self.config.target_bandwidths)
+
+    def frames_for(self, num_samples: int) -> int:
+        """The semantic teacher's frame count (see :meth:`code_lengths_for`); without the encoder
+        (``parts="decoder"``) its upper bound ``ceil(num_samples / hop_length)``."""
+        if self.loaded_parts == "decoder":
+            return super().frames_for(num_samples)
+        return int(self.code_lengths_for(torch.tensor([num_samples]))[0])
 
     # ---- encode / decode ----------------------------------------------------------
 
@@ -476,48 +482,6 @@ class XcodecModel(CodecModel):
         audio = self.decode(audio_codes, code_lengths=code_lengths).audio_values[:, 0]
         lengths = self.acoustic_decoder.output_lengths(code_lengths)
         return DetokenizeResult(audio=audio, lengths=lengths)
-
-    # ---- checkpoints (the I/O lives in xcodec.checkpoints.xcodec) --------------------
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        id_or_path: str | os.PathLike[str],
-        *,
-        device: torch.device | str | None = None,
-        device_map: DeviceMap = None,
-        dtype: DtypeArg = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool | None = None,
-        token: str | bool | None = None,
-        parts: str = "all",
-    ) -> XcodecModel:
-        """Load a Transformers-layout (``hf-audio/xcodec-*``) or original-layout checkpoint.
-
-        device_map, dtype: as Transformers' (``"auto"`` included), see :mod:`xcodec.placement`.
-        parts: "all", or "encoder" / "decoder" to keep only what that direction needs (the
-        semantic decoder and ``fc1``, used only in training, go in both cases).
-        """
-        from xcodec.checkpoints.common import resolve_checkpoint
-        from xcodec.checkpoints.xcodec import load_xcodec
-        from xcodec.placement import resolve_placement
-
-        path = resolve_checkpoint(
-            id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
-        )
-        target_device, target_dtype = resolve_placement(
-            path, device_map=device_map, device=device, dtype=dtype
-        )
-        model = load_xcodec(path, device=target_device, dtype=target_dtype)
-        model.drop_unused_parts(parts)
-        return model
-
-    def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
-        """Write the Transformers layout (config.json, model.safetensors, preprocessor_config.json)."""
-        from xcodec.checkpoints.xcodec import save_xcodec
-
-        save_xcodec(self, Path(folder))
 
 
 def _full_lengths(lengths: torch.Tensor | None, batch: int, full: int, name: str) -> torch.Tensor:

@@ -8,15 +8,14 @@ Data path (shapes for the default config, hop 320):
     codes -> project_out -> acoustic_decoder (Vocos: ResNet, transformer, ResNet, ISTFT) -> (B, 1, 320 F)
 
 Submodule names equal Transformers' ``Xcodec2Model`` so state-dict keys are identical.
-This file does no I/O: ``from_pretrained``/``save_pretrained`` delegate to
-:mod:`xcodec.checkpoints.xcodec2`.
+This file does no I/O: ``from_pretrained``/``save_pretrained`` (from
+:class:`~xcodec.base.PretrainedMixin`) reach :mod:`xcodec.checkpoints.xcodec2` through
+the loader registry (:mod:`xcodec.registry`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -38,7 +37,6 @@ from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
 
 if TYPE_CHECKING:
     from xcodec.features import Xcodec2FeatureExtractor
-    from xcodec.placement import DeviceMap, DtypeArg
 
 __all__ = [
     "Xcodec2DecoderOutput",
@@ -233,6 +231,11 @@ class Xcodec2Model(CodecModel):
     @property
     def codebook_size(self) -> int:
         return self.config.codebook_size
+
+    def frames_for(self, num_samples: int) -> int:
+        """``ceil((num_samples + 1) / hop_length)``: the feature extractor always pads 1..hop
+        samples (quirk "always pad"), so k whole hops give k + 1 frames."""
+        return num_samples // self.hop_length + 1
 
     # ------------------------------------------------------------------ Transformers API
     def _solo_frames(self, padding_mask: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -494,48 +497,3 @@ class Xcodec2Model(CodecModel):
             code_lengths = torch.full((B,), F, dtype=torch.long)
         lengths = code_lengths.to(torch.long).cpu() * self.hop_length
         return DetokenizeResult(audio=audio, lengths=lengths)
-
-    # ------------------------------------------------------------------ checkpoints
-    @classmethod
-    def from_pretrained(
-        cls,
-        id_or_path: str | os.PathLike[str],
-        *,
-        device: torch.device | str | None = None,
-        device_map: DeviceMap = None,
-        dtype: DtypeArg = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool | None = None,
-        token: str | bool | None = None,
-        parts: str = "all",
-    ) -> Xcodec2Model:
-        """Load a Transformers-layout (or original-layout) X-Codec2 checkpoint: local folder or hub id.
-
-        device_map, dtype: as Transformers' (``"auto"`` included), see :mod:`xcodec.placement`.
-        parts: "all", or "encoder" / "decoder" to keep only what that direction needs
-        (see :class:`~xcodec.base.CodecModel`).
-        The checkpoint's ``preprocessor_config.json``, where it has one, sets how
-        :meth:`encode` computes features it is not given.
-        """
-        from xcodec.checkpoints.common import resolve_checkpoint
-        from xcodec.checkpoints.xcodec2 import load_xcodec2
-        from xcodec.features import PREPROCESSOR_CONFIG_NAME, Xcodec2FeatureExtractor
-        from xcodec.placement import resolve_placement
-
-        folder = resolve_checkpoint(
-            id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
-        )
-        target_device, target_dtype = resolve_placement(
-            folder, device_map=device_map, device=device, dtype=dtype
-        )
-        model = load_xcodec2(folder, device=target_device, dtype=target_dtype, parts=parts)
-        if (folder / PREPROCESSOR_CONFIG_NAME).is_file():
-            model.preprocessor = Xcodec2FeatureExtractor.from_pretrained(folder)
-        return model
-
-    def save_pretrained(self, folder: str | os.PathLike[str]) -> None:
-        """Write config.json, model.safetensors and preprocessor_config.json (Transformers layout)."""
-        from xcodec.checkpoints.xcodec2 import save_xcodec2
-
-        save_xcodec2(self, Path(folder))

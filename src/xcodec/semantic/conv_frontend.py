@@ -4,20 +4,19 @@ Waveform -> strided conv stack (``feature_extractor``) -> LayerNorm + linear
 (``feature_projection``) -> plus a grouped positional convolution
 (``encoder.pos_conv_embed``). Module and parameter names equal Transformers' so a
 checkpoint's keys map one to one; the one exception is the positional conv's weight norm,
-which is folded into a plain ``weight`` at load time by :func:`fold_pos_conv_weight_norm`.
+which the loaders fold into a plain ``weight``
+(:func:`xcodec.checkpoints.common.fold_pos_conv_weight_norm`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xcodec.checkpoints.common import fold_weight_norm, unfold_weight_norm
 from xcodec.configs.ssl import SslEncoderConfig
-from xcodec.errors import CheckpointError
 from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, masked_group_norm, zero_padding
 
@@ -29,8 +28,6 @@ __all__ = [
     "activation_function",
     "conv_output_lengths",
     "feature_frame_mask",
-    "fold_pos_conv_weight_norm",
-    "unfold_pos_conv_weight_norm",
 ]
 
 # Transformers' ACT2FN names we accept; "gelu" is the exact (erf) GELU.
@@ -42,11 +39,6 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
 }
-
-_POS_CONV = "encoder.pos_conv_embed.conv."
-_POS_CONV_BATCH_NORM = "encoder.pos_conv_embed.batch_norm.weight"
-# Weight norm of the positional conv keeps one norm per kernel tap.
-_POS_CONV_WEIGHT_NORM_DIM = 2
 
 
 def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -223,48 +215,6 @@ def feature_frame_mask(
     lengths = torch.where(lengths > 0, lengths, lengths + num_frames)
     frames = torch.arange(num_frames, device=attention_mask.device)
     return frames[None, :] < lengths[:, None]
-
-
-def fold_pos_conv_weight_norm(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-    """Return a copy of ``state`` with the positional conv's weight norm folded into ``...conv.weight``.
-
-    Accepts the parametrization names (``parametrizations.weight.original0``/``original1``,
-    written by current torch) and the legacy ``weight_g``/``weight_v``; both are g of
-    shape (1, 1, kernel) and v of shape (hidden, hidden / groups, kernel), normalised over
-    every axis but the kernel axis. A state that is already folded comes back unchanged.
-    """
-    out = dict(state)
-    base = prefix + _POS_CONV
-    pairs = [
-        (base + "parametrizations.weight.original0", base + "parametrizations.weight.original1"),
-        (base + "weight_g", base + "weight_v"),
-    ]
-    for g_key, v_key in pairs:
-        if g_key not in out and v_key not in out:
-            continue
-        if g_key not in out or v_key not in out:
-            raise CheckpointError(f"positional conv weight norm is incomplete: need both {g_key} and {v_key}")
-        if base + "weight" in out:
-            raise CheckpointError(f"checkpoint holds both {base}weight and its weight-norm form {g_key}")
-        out[base + "weight"] = fold_weight_norm(out.pop(g_key), out.pop(v_key), dim=_POS_CONV_WEIGHT_NORM_DIM)
-    return out
-
-
-def unfold_pos_conv_weight_norm(
-    state: Mapping[str, torch.Tensor], prefix: str = ""
-) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`fold_pos_conv_weight_norm`: write the parametrization names Transformers loads.
-
-    A HuBERT with ``conv_pos_batch_norm`` has a plain conv weight upstream too and is left as is.
-    """
-    out = dict(state)
-    weight_key = prefix + _POS_CONV + "weight"
-    if weight_key not in out or prefix + _POS_CONV_BATCH_NORM in out:
-        return out
-    g, v = unfold_weight_norm(out.pop(weight_key), dim=_POS_CONV_WEIGHT_NORM_DIM)
-    out[prefix + _POS_CONV + "parametrizations.weight.original0"] = g
-    out[prefix + _POS_CONV + "parametrizations.weight.original1"] = v
-    return out
 
 
 class HiddenStateAccumulator:
