@@ -13,7 +13,7 @@ Layers, bottom to top (a module may import its own rank or lower, never higher):
 1. The data path and the interface it implements: ``base`` (the codec interface and the
    loader registry), ``audio``, ``features`` (fbank, padding, extractors), ``layers/``,
    ``semantic/``, ``windowing`` (the plan and stitch math of long-audio windows),
-   ``metrics/``.
+   ``metrics/``, ``streaming`` (stream state, if it gets a module of its own).
 2. ``models/``: assemble the data path into codecs; no I/O.
 3. ``checkpoints/`` (all I/O: hub resolution, safetensors, key maps, weight-norm folding)
    and ``placement`` (reads a checkpoint's ``config.json`` for ``dtype="auto"``).
@@ -43,6 +43,7 @@ RANKS: dict[str, int] = {
     "semantic": 1,
     "windowing": 1,
     "metrics": 1,
+    "streaming": 1,
     "models": 2,
     "checkpoints": 3,
     "placement": 3,
