@@ -304,8 +304,11 @@ class Codec:
           ``.errors`` (one :class:`ItemError` per failed item). A single bad input raises
           its own error.
         """
-        single = not isinstance(inputs, (list, tuple))
-        items: Sequence[AudioInput] = [inputs] if single else inputs  # type: ignore[list-item,assignment]
+        items: list[AudioInput]
+        if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
+            single, items = True, [inputs]
+        else:
+            single, items = False, list(inputs)
         prepared: list[PreparedAudio | None] = []
         errors: list[ItemError] = []
         for index, item in enumerate(items):
@@ -333,7 +336,8 @@ class Codec:
             errors += [ItemError(good[e.index][0], e.source, e.message) for e in failed]
         if errors:
             raise BatchError(sorted(errors, key=lambda e: e.index), results)
-        return results[0] if single else results  # type: ignore[return-value]
+        done = [codes for codes in results if codes is not None]  # all of them: nothing failed
+        return done[0] if single else done
 
     def check_codes(self, codes: Any, *, name: str = "codes") -> torch.Tensor:
         """Validate one item's codes and return them as an int64 tensor (num_codebooks, frames).
@@ -414,7 +418,8 @@ class Codec:
             results[index] = audio
         if errors:
             raise BatchError(errors, results)
-        return results[0] if single else results  # type: ignore[return-value]
+        done = [audio for audio in results if audio is not None]  # all of them: nothing failed
+        return done[0] if single else done
 
 
 def load(

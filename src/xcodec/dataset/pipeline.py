@@ -162,11 +162,10 @@ def run_local(
     report: Callable[[int, float], None],
 ) -> None:
     """Process ``pending`` shards here, or in one process per device when ``options.devices`` has several."""
-    devices = options.devices or [options.device]  # type: ignore[list-item]
-    if len(devices) > 1:
-        _run_devices(plan, store, pending, options, codec_factory, report, devices)
+    if options.devices and len(options.devices) > 1:
+        _run_devices(plan, store, pending, options, codec_factory, report, options.devices)
         return
-    codec = codec_factory(options, devices[0])
+    codec = codec_factory(options, options.devices[0] if options.devices else options.device)
     process_shards(codec, plan, store, iter(pending), options, options.num_workers, report)
 
 
