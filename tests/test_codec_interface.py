@@ -1,0 +1,130 @@
+"""The one codec interface (xcodec.base.CodecModel) that the API, CLI and tokenizer use without probing.
+
+Each codec's ``frames_for`` must be the count its ``tokenize`` really returns (the API plans
+windows with it), ``bandwidths``/``check_bandwidth`` must agree with what ``tokenize``
+accepts, and the tokenizer must resample to ``input_sample_rate`` (NeuCodec: 16 kHz in,
+24 kHz out) while recording sample counts at the output rate, as ``xcodec encode`` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from _tiny import tiny_xcodec2, tiny_xcodec2_dict, tiny_xcodec_dict
+from test_dataset_support import EnergyCodec
+
+from xcodec.api import Codec
+from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
+from xcodec.configs.neucodec import NeuCodecConfig
+from xcodec.configs.xcodec import XcodecConfig
+from xcodec.errors import ArgumentError
+from xcodec.models.neucodec import NeuCodecModel
+from xcodec.models.xcodec import XcodecModel
+
+# Around one and two hops of 320 input samples, where the codecs' counts differ.
+LENGTHS = [320, 321, 639, 640, 641, 1000]
+
+
+def _tiny_neucodec() -> NeuCodecModel:
+    values = {k: v for k, v in tiny_xcodec2_dict().items() if k not in ("sampling_rate", "hop_length")}
+    torch.manual_seed(0)
+    return NeuCodecModel(NeuCodecConfig.from_dict(values)).eval()
+
+
+def _tiny_xcodec() -> XcodecModel:
+    torch.manual_seed(0)
+    return XcodecModel(XcodecConfig.from_dict(tiny_xcodec_dict())).eval()
+
+
+CODECS = {"xcodec2": tiny_xcodec2, "neucodec": _tiny_neucodec, "xcodec": _tiny_xcodec}
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_frames_for_is_what_tokenize_returns(name: str) -> None:
+    model: CodecModel = CODECS[name]()
+    waveforms = 0.1 * torch.randn(len(LENGTHS), max(LENGTHS), generator=torch.Generator().manual_seed(0))
+    result = model.tokenize(waveforms, torch.tensor(LENGTHS))
+    assert result.code_lengths.tolist() == [model.frames_for(n) for n in LENGTHS]
+    # The counts differ between the codecs: X-Codec2 pads always, NeuCodec counts one fewer.
+    expected = {
+        "xcodec2": [n // 320 + 1 for n in LENGTHS],
+        "neucodec": [n // 320 for n in LENGTHS],
+        "xcodec": [(n + 320 - 400) // 320 + 1 for n in LENGTHS],
+    }[name]
+    assert [model.frames_for(n) for n in LENGTHS] == expected
+    assert model.input_hop_length == 320
+    assert model.frame_rate == 50.0
+
+
+def test_bandwidths_and_their_check() -> None:
+    xcodec = _tiny_xcodec()
+    assert xcodec.bandwidths == (0.2, 0.4, 0.8, 1.6) and xcodec.batch_invariant
+    xcodec.check_bandwidth(None)
+    xcodec.check_bandwidth(0.8)
+    with pytest.raises(ArgumentError, match=r"bandwidth=1 kbps.*0\.2, 0\.4, 0\.8, 1\.6"):
+        xcodec.check_bandwidth(1.0)
+    xcodec2 = tiny_xcodec2()
+    assert xcodec2.bandwidths == () and xcodec2.batch_invariant
+    xcodec2.check_bandwidth(123.0)  # one codebook: no choice, ignored as tokenize ignores it
+
+
+class UpsamplingEnergyCodec(CodecModel):
+    """The tokenizer tests' codec with NeuCodec's rates: 16 kHz in (hop 320), 24 kHz out (hop 480)."""
+
+    batch_invariant = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.energy = EnergyCodec()  # frames the 16 kHz input by its hop, 320
+
+    sample_rate = property(lambda self: 24000)
+    input_sample_rate = property(lambda self: 16000)
+    hop_length = property(lambda self: 480)
+    num_codebooks = property(lambda self: 2)
+    codebook_size = property(lambda self: 1024)
+
+    def tokenize(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, *, bandwidth: float | None = None
+    ) -> TokenizeResult:
+        return self.energy.tokenize(waveforms, lengths, bandwidth=bandwidth)
+
+    def detokenize(
+        self, audio_codes: torch.Tensor, code_lengths: torch.Tensor | None = None
+    ) -> DetokenizeResult:
+        raise NotImplementedError("the test codec only encodes")
+
+
+def make_upsampling_codec(options: object, device: str | None) -> Codec:
+    return Codec(UpsamplingEnergyCodec(), "test/upsampling-energy-codec")
+
+
+def test_tokenizer_resamples_to_the_input_rate_and_counts_output_samples(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    from xcodec.dataset import TokenizeOptions, read_tokens, tokenize_corpus
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = np.random.default_rng(0)
+    seconds = {"a": 0.5, "b": 0.75}
+    for name, duration in seconds.items():
+        sf.write(corpus / f"{name}.wav", 0.3 * rng.standard_normal(int(48000 * duration)), 48000)
+    options = TokenizeOptions(input=str(corpus), out=str(tmp_path / "out"), num_workers=0, progress=False)
+    result = tokenize_corpus(options, make_upsampling_codec)
+    assert result.exit_status == 0
+    table = read_tokens(str(tmp_path / "out")).to_pylist()
+    assert len(table) == 2
+    codec = make_upsampling_codec(None, None)
+    for row in table:
+        name = Path(row["source"]).stem
+        # Decoded at 16 kHz: 50 frames per second of audio (at 24 kHz there would be 75).
+        assert row["num_frames"] == round(50 * seconds[name])
+        assert row["num_samples"] == round(24000 * seconds[name]) and row["sample_rate"] == 24000
+        assert abs(row["duration"] - seconds[name]) < 1e-9
+        # The same codes as the simple API, which resamples to input_sample_rate too.
+        expected = codec.encode(str(corpus / f"{name}.wav"))
+        assert isinstance(expected, torch.Tensor)
+        assert torch.equal(torch.tensor(row["audio_codes"]), expected.to(torch.int32))
