@@ -14,12 +14,11 @@ alone-run. ``None`` everywhere is the plain (reference) computation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xcodec.layers.activations import activation_function
 from xcodec.layers.masking import masked_group_norm, zero_padding
 
 __all__ = [
@@ -32,22 +31,6 @@ __all__ = [
     "TransformerLayer",
     "activation_function",
 ]
-
-_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "silu": F.silu,
-    "swish": F.silu,
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-}
-
-
-def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The elementwise function a Transformers ``hidden_act`` string names."""
-    try:
-        return _ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unsupported activation {name!r}; known: {sorted(_ACTIVATIONS)}") from None
 
 
 class ResNetBlock(nn.Module):

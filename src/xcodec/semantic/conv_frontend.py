@@ -10,13 +10,13 @@ which the loaders fold into a plain ``weight``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from xcodec.configs.ssl import SslEncoderConfig
+from xcodec.layers.activations import activation_function
 from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, masked_group_norm, zero_padding
 
@@ -29,24 +29,6 @@ __all__ = [
     "conv_output_lengths",
     "feature_frame_mask",
 ]
-
-# Transformers' ACT2FN names we accept; "gelu" is the exact (erf) GELU.
-_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-}
-
-
-def activation_function(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Return the activation Transformers calls ``name``; raise ValueError for one we do not build."""
-    try:
-        return _ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unsupported activation {name!r}; expected one of {sorted(_ACTIVATIONS)}") from None
 
 
 class _ConvLayer(nn.Module):

@@ -19,14 +19,13 @@ loads as an identity map. The relative-key attention is computed without the ref
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xcodec.configs.base import ConfigError
 from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
+from xcodec.layers.activations import activation_function
 
 __all__ = [
     "ConformerConvolution",
@@ -38,24 +37,6 @@ __all__ = [
     "Wav2Vec2BertEncoder",
     "relative_bias",
 ]
-
-_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "swish": F.silu,
-    "silu": F.silu,
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-}
-
-
-def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    try:
-        return _ACTIVATIONS[name]
-    except KeyError:
-        raise ConfigError(
-            f"hidden_act {name!r} is not supported; use one of {sorted(_ACTIVATIONS)}"
-        ) from None
 
 
 def _check_supported(config: Wav2Vec2BertConfig) -> None:
@@ -75,7 +56,7 @@ def _check_supported(config: Wav2Vec2BertConfig) -> None:
         )
     if config.conv_depthwise_kernel_size % 2 != 1:
         raise ConfigError(f"conv_depthwise_kernel_size must be odd, got {config.conv_depthwise_kernel_size}")
-    _activation(config.hidden_act)
+    activation_function(config.hidden_act)
 
 
 def relative_bias(
@@ -129,7 +110,7 @@ class ConformerFeedForward(nn.Module):
         super().__init__()
         self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.activation = _activation(config.hidden_act)
+        self.activation = activation_function(config.hidden_act)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.output_dense(self.activation(self.intermediate_dense(hidden_states)))
@@ -238,7 +219,7 @@ class ConformerConvolution(nn.Module):
             channels, channels, config.conv_depthwise_kernel_size, groups=channels, bias=False
         )
         self.depthwise_layer_norm = nn.LayerNorm(channels, eps=config.layer_norm_eps)
-        self.activation = _activation(config.hidden_act)
+        self.activation = activation_function(config.hidden_act)
         self.pointwise_conv2 = nn.Conv1d(channels, channels, kernel_size=1, bias=False)
 
     def forward(self, hidden_states: torch.Tensor, frame_valid: torch.Tensor | None) -> torch.Tensor:
