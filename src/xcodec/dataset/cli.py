@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from xcodec.api import DEFAULT_MODEL
-from xcodec.dataset.sources import AUDIO_EXTENSIONS, INPUT_FORMATS
+from xcodec.dataset.job import DTYPES, CodecFactory, TokenizeOptions
+from xcodec.dataset.sources import INPUT_FORMATS
 from xcodec.errors import XcodecError
-
-if TYPE_CHECKING:
-    from xcodec.dataset.pipeline import CodecFactory, TokenizeOptions
 
 __all__ = ["MissingExtraError", "add_tokenize_command", "cmd_tokenize", "options_from_args"]
 
-# The keys of xcodec.dataset.pipeline.DTYPES, spelled out: registering ``tokenize`` must not
-# import the pipeline, which needs pyarrow (an extra), so ``xcodec --help``, ``encode`` and
-# ``decode`` run with the core dependencies alone (tests/test_fresh_install.py).
-DTYPE_NAMES = ("bfloat16", "float16", "float32")
+# Registering ``tokenize`` must not import the pipeline, which needs pyarrow (an extra), so
+# ``xcodec --help``, ``encode`` and ``decode`` run with the core dependencies alone;
+# xcodec.dataset.job (the options and dtypes) needs only the core.
+DTYPE_NAMES = tuple(sorted(DTYPES))
+# Every option's default is the TokenizeOptions field's: one place to change it.
+_DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(TokenizeOptions)}
 
 # What ``xcodec tokenize`` needs beyond the core dependencies, and the extra that installs it.
 _REQUIRED = {"pyarrow": "dataset"}
@@ -64,7 +65,9 @@ def add_tokenize_command(subparsers: Any) -> None:
     )
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
     p.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"hub id or local checkpoint (default: {DEFAULT_MODEL})"
+        "--model",
+        default=_DEFAULTS["model"],
+        help=f"hub id or local checkpoint (default: {_DEFAULTS['model']})",
     )
     p.add_argument(
         "--device", default=None, help="torch device for the model, e.g. cpu, cuda:0 (default: cpu)"
@@ -74,21 +77,23 @@ def add_tokenize_command(subparsers: Any) -> None:
         default=None,
         help="several devices, comma separated (cuda:0,cuda:1): one model process per device",
     )
-    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default="float32")
-    p.add_argument("--batch-seconds", type=float, default=120.0, help="padded audio per model batch")
+    p.add_argument("--dtype", choices=sorted(DTYPE_NAMES), default=_DEFAULTS["dtype"])
+    p.add_argument(
+        "--batch-seconds", type=float, default=_DEFAULTS["batch_seconds"], help="padded audio per model batch"
+    )
     p.add_argument(
         "--num-workers",
         type=int,
         default=max(1, min(8, (os.cpu_count() or 2) - 1)),
         help="background decode/resample processes (0: decode in the model's process)",
     )
-    p.add_argument("--shard-size", type=int, default=1000, help="items per output shard")
+    p.add_argument("--shard-size", type=int, default=_DEFAULTS["shard_size"], help="items per output shard")
     p.add_argument("--bandwidth", type=float, default=None, help="kbps (X-Codec only; default: highest)")
-    p.add_argument("--engine", choices=["local", "ray"], default="local")
-    p.add_argument("--input-format", choices=INPUT_FORMATS, default="auto")
+    p.add_argument("--engine", choices=["local", "ray"], default=_DEFAULTS["engine"])
+    p.add_argument("--input-format", choices=INPUT_FORMATS, default=_DEFAULTS["input_format"])
     p.add_argument(
         "--extensions",
-        default=",".join(e.lstrip(".") for e in AUDIO_EXTENSIONS),
+        default=",".join(e.lstrip(".") for e in _DEFAULTS["extensions"]),
         help="audio extensions searched for in a folder",
     )
     p.add_argument(
@@ -102,9 +107,13 @@ def add_tokenize_command(subparsers: Any) -> None:
         help="manifest column with the audio path (default: path, audio_filepath, ...)",
     )
     p.add_argument(
-        "--id-column", default="id", help="column with the item id (default: id; else derived from the path)"
+        "--id-column",
+        default=_DEFAULTS["id_column"],
+        help="column with the item id (default: id; else derived from the path)",
     )
-    p.add_argument("--audio-column", default="audio", help="audio column of a `datasets`/Parquet input")
+    p.add_argument(
+        "--audio-column", default=_DEFAULTS["audio_column"], help="audio column of a `datasets`/Parquet input"
+    )
     p.add_argument("--split", default=None, help="split of a saved DatasetDict (default: train)")
     p.add_argument(
         "--keep-columns", default=None, help="passthrough columns to keep, comma separated (default: all)"
@@ -116,10 +125,27 @@ def add_tokenize_command(subparsers: Any) -> None:
     p.add_argument(
         "--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else local)"
     )
-    p.add_argument("--ray-actors", type=int, default=1, help="model actors (Ray engine)")
-    p.add_argument("--ray-gpus-per-actor", type=float, default=0.0, help="GPUs each model actor holds")
-    p.add_argument("--ray-cpus-per-actor", type=float, default=1.0, help="CPUs each model actor holds")
-    p.add_argument("--ray-batch-size", type=int, default=32, help="items handed to a model actor at once")
+    p.add_argument(
+        "--ray-actors", type=int, default=_DEFAULTS["ray_actors"], help="model actors (Ray engine)"
+    )
+    p.add_argument(
+        "--ray-gpus-per-actor",
+        type=float,
+        default=_DEFAULTS["ray_gpus_per_actor"],
+        help="GPUs each model actor holds",
+    )
+    p.add_argument(
+        "--ray-cpus-per-actor",
+        type=float,
+        default=_DEFAULTS["ray_cpus_per_actor"],
+        help="CPUs each model actor holds",
+    )
+    p.add_argument(
+        "--ray-batch-size",
+        type=int,
+        default=_DEFAULTS["ray_batch_size"],
+        help="items handed to a model actor at once",
+    )
     p.add_argument(
         "--codec-factory",
         default=None,
@@ -129,47 +155,31 @@ def add_tokenize_command(subparsers: Any) -> None:
     p.set_defaults(func=cmd_tokenize)
 
 
-def options_from_args(args: argparse.Namespace) -> TokenizeOptions:
-    from xcodec.dataset.pipeline import TokenizeOptions
+def _comma_list(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
-    return TokenizeOptions(
-        input=args.input,
-        out=args.out,
-        model=args.model,
-        device=args.device,
-        devices=devices,
-        dtype=args.dtype,
-        batch_seconds=args.batch_seconds,
-        num_workers=args.num_workers,
-        shard_size=args.shard_size,
-        bandwidth=args.bandwidth,
-        engine=args.engine,
-        input_format=args.input_format,
-        extensions=tuple(
-            f".{e.strip().lstrip('.').lower()}" for e in args.extensions.split(",") if e.strip()
-        ),
-        root=args.root,
-        path_column=args.path_column,
-        id_column=args.id_column,
-        audio_column=args.audio_column,
-        split=args.split,
-        keep_columns=[c.strip() for c in args.keep_columns.split(",")] if args.keep_columns else None,
-        retry_errors=args.retry_errors,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        offline=args.offline,
-        ray_address=args.ray_address,
-        ray_actors=args.ray_actors,
-        ray_gpus_per_actor=args.ray_gpus_per_actor,
-        ray_cpus_per_actor=args.ray_cpus_per_actor,
-        ray_batch_size=args.ray_batch_size,
-    )
+
+# Fields whose command-line form differs; every other field is the option of its name.
+_FROM_ARGS: dict[str, Callable[[argparse.Namespace], Any]] = {
+    "devices": lambda args: _comma_list(args.devices),
+    "extensions": lambda args: tuple(f".{e.lstrip('.').lower()}" for e in _comma_list(args.extensions) or []),
+    "keep_columns": lambda args: _comma_list(args.keep_columns),
+    "progress": lambda args: not args.no_progress,
+}
+
+
+def options_from_args(args: argparse.Namespace) -> TokenizeOptions:
+    """The :class:`TokenizeOptions` of parsed ``xcodec tokenize`` arguments, field by field."""
+    values = {
+        field.name: _FROM_ARGS[field.name](args) if field.name in _FROM_ARGS else getattr(args, field.name)
+        for field in dataclasses.fields(TokenizeOptions)
+    }
+    return TokenizeOptions(**values)
 
 
 def _factory(spec: str | None) -> CodecFactory:
     if spec is None:
-        from xcodec.dataset.pipeline import load_codec
+        from xcodec.dataset.job import load_codec
 
         return load_codec
     module_name, _, attribute = spec.partition(":")
