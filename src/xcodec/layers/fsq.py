@@ -7,6 +7,7 @@ least significant), so ``prod(levels)`` codes exist and no codebook is learned.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -67,8 +68,10 @@ class FiniteScalarQuantizer(nn.Module):
         x = self.bound(x.float())
         half_width = self.levels // 2
         rounded = x.round()
-        # Straight-through estimator; in the forward pass it equals `rounded` exactly
-        # (x - round(x) is computed without error, Sterbenz), kept for training use.
+        # Straight-through estimator: the forward value is `rounded` exactly (x - round(x)
+        # is computed without error, Sterbenz), so inference codes are unchanged, and the
+        # backward pass treats rounding as the identity (xcodec.train trains through it;
+        # pinned by tests/test_train_parts.py::test_ste_gives_encoder_gradient).
         unit = (x + (rounded - x).detach()) / half_width
         # The reference recovers digits from the unit codes, not from `rounded`; same values.
         digits = unit * half_width + half_width
@@ -97,17 +100,27 @@ class ProjectedFSQ(nn.Module):
         self.bound_twice = bound_twice
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (batch, time, dim) -> (quantised (batch, time, dim), indices (batch, time) int32)."""
-        if x.dtype == torch.float32:
-            digits_in = self.project_in(x)
-        else:
-            # Reduced precision: the rounding decisions are made in float32 (a 1024 x 8
-            # product, nothing to save), so bf16/fp16 codes differ from fp32 ones only
-            # where the features fed in do.
-            digits_in = F.linear(x.float(), self.project_in.weight.float(), self.project_in.bias.float())
-        if self.bound_twice:
-            digits_in = self.quantizer.bound(digits_in)
-        unit, indices = self.quantizer(digits_in)
+        """x: (batch, time, dim) -> (quantised (batch, time, dim), indices (batch, time) int32).
+
+        Differentiable: the rounding passes gradients straight through (see
+        :meth:`FiniteScalarQuantizer.forward`), which is how training reaches the encoder.
+        """
+        # Under autocast (mixed-precision training) the projection would run in bf16/fp16
+        # and move codes; the decisions stay float32. Inference (no autocast) and export
+        # trace no context manager at all.
+        device_type = x.device.type
+        autocast_on = device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)
+        with torch.autocast(device_type, enabled=False) if autocast_on else contextlib.nullcontext():
+            if x.dtype == torch.float32:
+                digits_in = self.project_in(x)
+            else:
+                # Reduced precision: the rounding decisions are made in float32 (a 1024 x 8
+                # product, nothing to save), so bf16/fp16 codes differ from fp32 ones only
+                # where the features fed in do.
+                digits_in = F.linear(x.float(), self.project_in.weight.float(), self.project_in.bias.float())
+            if self.bound_twice:
+                digits_in = self.quantizer.bound(digits_in)
+            unit, indices = self.quantizer(digits_in)
         return self.project_out(unit.to(self.project_out.weight.dtype)), indices
 
     def from_indices(self, indices: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,184 @@
+"""The trainable generator: our inference model plus the training-only semantic head.
+
+Data path of one training step (shapes for X-Codec2, hop 320, F = samples // 320 + 1)::
+
+    audio (B, T) 16 kHz --feature extractor (no grad)--> input_values (B, 1, 320 F), input_features (B, F, 160)
+    input_features --W2V-BERT (frozen, eval, no grad)--> semantic_target (B, F, 1024)   = hidden_states[16]
+    model.encode: adapter + acoustic encoder + fc_encoder + FSQ (straight-through) --> latents (B, 2048, F), codes
+    model.decode(latents) --> audio (B, T * sample_rate / input_sample_rate)
+    semantic head(latents) --> semantic_pred (B, F, 1024)
+
+The model is the inference class itself (:class:`~xcodec.models.xcodec2.Xcodec2Model`, or
+:class:`~xcodec.models.neucodec.NeuCodecModel`), so what is trained is exactly what
+``save_pretrained`` writes and ``xcodec.load`` runs; the semantic head lives here and is
+never saved with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from xcodec.errors import ConfigError
+from xcodec.models.xcodec2 import Xcodec2Model
+from xcodec.train.semantic_head import SemanticReconstructionHead
+
+__all__ = ["FREEZE_GROUPS", "GeneratorOutput", "TrainableXcodec2"]
+
+# Names a recipe's ``freeze`` list may use for groups of parameters (prefixes of the
+# TrainableXcodec2 parameter names). "encoder" is everything that decides the codes, so a
+# run that freezes it keeps the tokens of its initial checkpoint.
+FREEZE_GROUPS: dict[str, tuple[str, ...]] = {
+    "encoder": (
+        "model.semantic_adapter.",
+        "model.acoustic_encoder.",
+        "model.fc_encoder.",
+        "model.quantizer.project_in.",
+    ),
+    "decoder": ("model.quantizer.project_out.", "model.acoustic_decoder."),
+    "semantic_head": ("semantic_head.",),
+}
+
+
+@dataclasses.dataclass
+class GeneratorOutput:
+    """Result of :meth:`TrainableXcodec2.forward`.
+
+    audio: (batch, samples * sample_rate / input_sample_rate) decoded waveform at the
+        model's output rate (NeuCodec: 24 kHz; compare it with the reference resampled to it).
+    semantic_pred: (batch, frames, semantic_hidden) the head's reconstruction.
+    semantic_target: (batch, frames, semantic_hidden) the frozen W2V-BERT's
+        ``hidden_states[16]`` (no gradient).
+    codes: (batch, frames) int32 FSQ indices (no gradient; for codebook-usage metrics).
+    """
+
+    audio: torch.Tensor
+    semantic_pred: torch.Tensor
+    semantic_target: torch.Tensor
+    codes: torch.Tensor
+
+
+class TrainableXcodec2(nn.Module):
+    """An X-Codec2-family model made trainable end to end, with the semantic reconstruction head.
+
+    model: the inference model to train (weights shared, not copied); its W2V-BERT
+        ``semantic_encoder`` is frozen for good (``requires_grad`` False, always in eval mode).
+    freeze: names from :data:`FREEZE_GROUPS` or parameter-name prefixes (``"model.acoustic_decoder.head"``)
+        whose parameters stay fixed; an unknown name raises :class:`~xcodec.errors.ConfigError`.
+    semantic_head: an existing head (e.g. loaded from an original checkpoint), else a new one
+        (PyTorch's default initialisation).
+
+    Hand :meth:`trainable_parameters` to the optimiser; save :attr:`inference_model`.
+    The FSQ rounding passes gradients straight through (``layers/fsq.py``), so the encoder
+    learns from the decoder's losses.
+    """
+
+    def __init__(
+        self,
+        model: Xcodec2Model,
+        freeze: Sequence[str] = (),
+        semantic_head: SemanticReconstructionHead | None = None,
+    ) -> None:
+        super().__init__()
+        if model.loaded_parts != "all":
+            raise ConfigError(
+                f"training needs the whole model; this one was loaded with parts={model.loaded_parts!r}"
+            )
+        self.model = model
+        config = model.config
+        self.semantic_head = semantic_head or SemanticReconstructionHead(
+            config.quantization_dim, config.semantic_model_config.hidden_size
+        )
+        self.freeze = tuple(freeze)
+        model.semantic_encoder.requires_grad_(False)
+        model.semantic_encoder.eval()
+        for parameter in self._frozen_parameters(self.freeze):
+            parameter.requires_grad_(False)
+        # The encoder's output is captured on its way into the adapter: the semantic target
+        # is what the codes were made from, computed once per step.
+        self._captured_semantic: list[torch.Tensor] = []
+        model.semantic_encoder.register_forward_hook(self._capture_semantic)
+
+    def _capture_semantic(self, _module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        self._captured_semantic.append(output)
+
+    def _frozen_parameters(self, freeze: Sequence[str]) -> Iterator[nn.Parameter]:
+        prefixes: list[str] = []
+        names = [name for name, _ in self.named_parameters()]
+        for entry in freeze:
+            if entry in FREEZE_GROUPS:
+                prefixes.extend(FREEZE_GROUPS[entry])
+                continue
+            prefix = entry if entry.endswith(".") or entry in names else entry + "."
+            if not any(name == entry or name.startswith(prefix) for name in names):
+                raise ConfigError(
+                    f"recipe key 'freeze': {entry!r} is neither a group ({sorted(FREEZE_GROUPS)}) nor "
+                    "a parameter-name prefix of the generator (e.g. 'model.acoustic_decoder')"
+                )
+            prefixes.append(prefix if entry not in names else entry)
+        for name, parameter in self.named_parameters():
+            if any(name == prefix or name.startswith(prefix) for prefix in prefixes):
+                yield parameter
+
+    @property
+    def inference_model(self) -> Xcodec2Model:
+        """The model to ``save_pretrained`` (shares its weights with this module; no semantic head)."""
+        return self.model
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser updates: everything but the W2V-BERT encoder and the ``freeze`` list."""
+        return [parameter for parameter in self.parameters() if parameter.requires_grad]
+
+    def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) pairs of :meth:`trainable_parameters`."""
+        return [(name, parameter) for name, parameter in self.named_parameters() if parameter.requires_grad]
+
+    def train(self, mode: bool = True) -> TrainableXcodec2:
+        """As ``nn.Module.train``, but the frozen W2V-BERT encoder stays in eval mode."""
+        super().train(mode)
+        self.model.semantic_encoder.eval()
+        return self
+
+    def forward(self, audio: torch.Tensor) -> GeneratorOutput:
+        """audio: (batch, samples) at ``model.input_sample_rate`` (16 kHz), every item full length.
+
+        Returns decoded audio cut to the input's duration, the semantic prediction and
+        target, and the codes (see :class:`GeneratorOutput`). Differentiable with respect to
+        every trainable parameter.
+        """
+        if audio.dim() != 2:
+            raise ValueError(f"audio must be (batch, samples), got {tuple(audio.shape)}")
+        T = audio.shape[-1]
+        model = self.model
+        # The inference extractor pads as the reference does ("always pad"), so the codes
+        # a step trains on are those xcodec.load gives for the same crop.
+        extractor = model._feature_extractor()
+        with torch.no_grad():
+            inputs = extractor(
+                list(audio.detach().float()), sampling_rate=extractor.sampling_rate, return_tensors="pt"
+            )
+        parameter = next(model.acoustic_encoder.parameters())
+        input_values = inputs["input_values"].to(device=parameter.device, dtype=parameter.dtype)
+        input_features = inputs["input_features"].to(device=parameter.device, dtype=parameter.dtype)
+        self._captured_semantic.clear()
+        encoded = model.encode(input_values, input_features, output_latents=True)
+        if len(self._captured_semantic) != 1:
+            raise RuntimeError(f"expected one semantic encoder call, saw {len(self._captured_semantic)}")
+        semantic_target = self._captured_semantic.pop().detach()
+        assert encoded.latents is not None
+        latents = encoded.latents  # (B, quantization_dim, F)
+        frames = latents.shape[-1]
+        # NeuCodec keeps one code frame fewer than it has semantic frames (its "code count" quirk).
+        semantic_target = semantic_target[:, :frames]
+        decoded = model.decode(latents=latents).audio_values[:, 0, :]
+        output_length = T * model.sample_rate // model.input_sample_rate
+        semantic_pred = self.semantic_head(latents.transpose(1, 2))
+        return GeneratorOutput(
+            audio=decoded[:, :output_length],
+            semantic_pred=semantic_pred,
+            semantic_target=semantic_target,
+            codes=encoded.audio_codes[:, 0, :].detach(),
+        )

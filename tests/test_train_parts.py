@@ -1,0 +1,469 @@
+"""The model side of xcodec.train: losses, discriminators, the trainable generator, init, recipes.
+
+All on the tiny recipe's model (1.3 M parameters) or smaller, so the file stays fast on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests._asserts import assert_codes_vary
+from tests._tiny import tiny_xcodec2
+from xcodec.configs.xcodec2 import Xcodec2Config
+from xcodec.errors import CheckpointError, ConfigError
+from xcodec.models.xcodec2 import Xcodec2Model
+from xcodec.train.discriminators import (
+    Discriminators,
+    MultiPeriodDiscriminator,
+    MultiResolutionSTFTDiscriminator,
+    PeriodDiscriminator,
+)
+from xcodec.train.generator import TrainableXcodec2
+from xcodec.train.init import reinit_for_training_
+from xcodec.train.losses import (
+    MultiScaleMelLoss,
+    feature_matching_loss,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+    mel_filterbank,
+    semantic_loss,
+)
+from xcodec.train.recipe import (
+    TrainRecipe,
+    available_recipes,
+    load_recipe,
+    lr_at,
+    recipe_from_dict,
+)
+from xcodec.train.semantic_head import SemanticReconstructionHead
+
+
+def _noise(batch: int = 2, samples: int = 8000, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return 0.1 * torch.randn(batch, samples, generator=generator)
+
+
+def _tiny_trainable(seed: int = 0, freeze: tuple[str, ...] = ()) -> TrainableXcodec2:
+    torch.manual_seed(seed)
+    model = Xcodec2Model(Xcodec2Config.from_dict(load_recipe("tiny").model or {}))
+    reinit_for_training_(model, seed=seed, include_semantic_encoder=True)
+    return TrainableXcodec2(model, freeze=freeze).train()
+
+
+# ------------------------------------------------------------------------------ losses
+
+
+def test_mel_loss_is_seven_for_a_tenfold_gain() -> None:
+    # log10 of a mel magnitude scaled by 10 moves by exactly 1 at every bin above the
+    # clamp, so each of the 7 scales contributes an L1 of 1.
+    reference = _noise(2, 16000)
+    loss = MultiScaleMelLoss()
+    assert loss(10 * reference, reference).item() == pytest.approx(7.0, abs=1e-4)
+    assert loss(reference, reference).item() == 0.0
+    # Below the clamp (1e-5) both sides read -5: silence against silence costs nothing,
+    # a 1e-3 gain of noise against it costs less than 7.
+    assert 0 < loss(1e-3 * reference, reference).item() < 7 * 3
+
+
+def test_mel_loss_matches_a_direct_computation() -> None:
+    # One scale written out with torch.stft and the filterbank, against the module.
+    estimate, reference = _noise(1, 4000, seed=1), _noise(1, 4000, seed=2)
+    loss = MultiScaleMelLoss(n_mels=(40,), windows=(256,))
+    filters = mel_filterbank(256, 40, 16000).float()
+
+    def log_mel(audio: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.stft(audio, 256, 64, window=torch.hann_window(256), return_complex=True).abs()
+        return (spectrum.transpose(1, 2) @ filters).clamp(min=1e-5).log10()
+
+    expected = (log_mel(estimate) - log_mel(reference)).abs().mean()
+    assert loss(estimate, reference).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_mel_filterbank_matches_slaney_reference() -> None:
+    # transformers' numpy filterbank (test-only) is the torchaudio one the original uses.
+    audio_utils = pytest.importorskip("transformers.audio_utils")
+    for n_fft, n_mels in ((32, 5), (512, 80), (2048, 320)):
+        reference = audio_utils.mel_filter_bank(
+            num_frequency_bins=n_fft // 2 + 1,
+            num_mel_filters=n_mels,
+            min_frequency=0.0,
+            max_frequency=8000.0,
+            sampling_rate=16000,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+        ours = mel_filterbank(n_fft, n_mels, 16000).numpy()
+        assert abs(ours - reference).max() < 1e-12 * abs(reference).max() + 1e-15
+        assert (ours.sum(axis=0) > 0).all()  # no empty filter at any scale
+
+
+def test_lsgan_losses_hand_computed() -> None:
+    real = [torch.tensor([1.0, 0.0]), torch.tensor([[2.0]])]
+    fake = [torch.tensor([0.5, -0.5]), torch.tensor([[1.0]])]
+    # disc: mean((real-1)^2) + mean(fake^2) per discriminator, summed:
+    # (0 + 1)/2 + (0.25 + 0.25)/2 = 0.75 ; (1)/1 + (1)/1 = 2  -> 2.75
+    assert lsgan_discriminator_loss(real, fake).item() == pytest.approx(2.75)
+    # gen: mean((fake-1)^2): (0.25 + 2.25)/2 = 1.25 ; 0 -> 1.25
+    assert lsgan_generator_loss(fake).item() == pytest.approx(1.25)
+
+
+def test_feature_matching_and_semantic_losses_hand_computed() -> None:
+    real = [[torch.tensor([1.0, 2.0]), torch.tensor([[0.0]])], [torch.tensor([3.0])]]
+    fake = [[torch.tensor([2.0, 0.0]), torch.tensor([[0.5]])], [torch.tensor([1.0])]]
+    # mean |fake - real| per map, summed: (1 + 2)/2 + 0.5 + 2 = 4.0
+    assert feature_matching_loss(real, fake).item() == pytest.approx(4.0)
+    fake_param = [[t.clone().requires_grad_() for t in maps] for maps in fake]
+    real_param = [[t.clone().requires_grad_() for t in maps] for maps in real]
+    feature_matching_loss(real_param, fake_param).backward()
+    assert all(t.grad is None for maps in real_param for t in maps)  # real maps are targets
+    pred = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]], requires_grad=True)
+    target = torch.tensor([[[1.0, 0.0], [1.0, 4.0]]], requires_grad=True)
+    # (0 + 4 + 4 + 0) / 4 = 2
+    loss = semantic_loss(pred, target)
+    assert loss.item() == pytest.approx(2.0)
+    loss.backward()
+    assert target.grad is None and pred.grad is not None
+
+
+# ------------------------------------------------------------------------------ discriminators
+
+
+def test_discriminator_shapes_and_feature_maps() -> None:
+    recipe = load_recipe("tiny")
+    discriminators = Discriminators.from_config(recipe.discriminators)
+    logits, features = discriminators(_noise(2, 8000)[:, None, :])
+    config = recipe.discriminators
+    assert len(logits) == len(features) == len(config.periods) + len(config.fft_sizes)
+    for period, period_logits, maps in zip(config.periods, logits, features, strict=False):
+        rows = math.ceil(8000 / period)
+        for _ in range(4):  # four stride-3 layers, then a stride-1 one
+            rows = (rows - 1) // 3 + 1
+        assert period_logits.shape == (2, (rows + 1) * period)  # the (2, 1) output conv adds a row
+        assert [m.shape[1] for m in maps] == [4, 16, 32, 32, 32]  # narrow widths, capped at 32
+        assert all(m.shape[-1] == period for m in maps)
+    for fft, hop, stft_logits in zip(
+        config.fft_sizes, config.hop_sizes, logits[len(config.periods) :], strict=True
+    ):
+        freqs, frames = fft // 2 + 1, 8000 // hop + 1
+        for _ in range(4):  # four stride-2 convs
+            freqs, frames = (freqs - 1) // 2 + 1, (frames - 1) // 2 + 1
+        assert stft_logits.shape == (2, 1, freqs, frames)
+    # The discriminators tell inputs apart: logits depend on the audio.
+    other, _ = discriminators(_noise(2, 8000, seed=5)[:, None, :])
+    assert all((a - b).abs().max() > 0 for a, b in zip(logits, other, strict=True))
+
+
+def test_period_discriminator_receptive_field() -> None:
+    # An impulse at sample t reaches only the logits of its phase column t % period, and
+    # only rows within the layers' reach of row t // period.
+    torch.manual_seed(0)
+    period = 5
+    discriminator = PeriodDiscriminator(period, channels=4, max_channels=8)
+    silence = torch.zeros(1, 1, 3000)
+    impulse = silence.clone()
+    t = 1502
+    impulse[0, 0, t] = 1.0
+    base = discriminator(silence)[0].reshape(1, -1, period)
+    hit = discriminator(impulse)[0].reshape(1, -1, period)
+    changed = (hit - base).abs() > 0
+    columns = changed.any(dim=1)[0]
+    assert columns.tolist() == [c == t % period for c in range(period)]
+    rows = set(changed[0, :, t % period].nonzero().flatten().tolist())
+    # Output rows o of a conv (kernel k, stride s, padding p) read input rows
+    # o s - p .. o s - p + k - 1: propagate the impulse's row through the stack.
+    low = high = t // period
+    for kernel, stride, padding in [(5, 3, 2)] * 4 + [(5, 1, 2), (2, 1, 1)]:
+        low, high = math.ceil((low + padding - kernel + 1) / stride), (high + padding) // stride
+    assert rows == set(range(max(low, 0), high + 1))
+
+
+def test_stft_discriminator_is_local_in_time() -> None:
+    # A click changes only the STFT frames around it, so far-away logits stay put.
+    torch.manual_seed(0)
+    discriminator = MultiResolutionSTFTDiscriminator(
+        fft_sizes=(126,), hop_sizes=(63,), win_lengths=(126,), channels=4, max_channels=8
+    )
+    background = _noise(1, 16000)[:, None, :]
+    clicked = background.clone()
+    clicked[0, 0, 200] += 1.0
+    base = discriminator(background)[0][0]
+    hit = discriminator(clicked)[0][0]
+    frames_changed = ((hit - base).abs() > 0).any(dim=2)[0, 0].nonzero().flatten()
+    assert frames_changed.numel() >= 1
+    assert int(frames_changed.max()) < base.shape[-1] // 2  # the click is in the first 2% of the audio
+
+
+def test_multi_period_discriminator_widths_configurable() -> None:
+    wide = MultiPeriodDiscriminator((2, 3), channels=16, max_channels=512)
+    narrow = MultiPeriodDiscriminator((2, 3), channels=4, max_channels=16)
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(narrow) * 50 < count(wide)
+
+
+# ------------------------------------------------------------------------------ generator
+
+
+def test_generator_semantic_target_is_layer_16_and_frozen() -> None:
+    generator = _tiny_trainable()
+    model = generator.model
+    audio = _noise(2, 8000)
+    output = generator(audio)
+    # The target is the frozen encoder's output on the extractor's features (its last layer
+    # = hidden_states[num_hidden_layers], layer 16 for the published config).
+    extractor = model._feature_extractor()
+    features = extractor(list(audio), sampling_rate=16000, return_tensors="pt")["input_features"]
+    with torch.no_grad():
+        expected = model.semantic_encoder(features)
+    torch.testing.assert_close(output.semantic_target, expected, rtol=0, atol=0)
+    assert not output.semantic_target.requires_grad
+    assert Xcodec2Config().semantic_model_config.num_hidden_layers == 16
+    encoder_params = {id(p) for p in model.semantic_encoder.parameters()}
+    assert not encoder_params & {id(p) for p in generator.trainable_parameters()}
+    # The whole generator loss sends no gradient into the encoder, which stays in eval mode.
+    loss = MultiScaleMelLoss()(output.audio, audio) + semantic_loss(
+        output.semantic_pred, output.semantic_target
+    )
+    loss.backward()
+    assert all(p.grad is None for p in model.semantic_encoder.parameters())
+    generator.train()
+    assert not model.semantic_encoder.training and model.acoustic_decoder.training
+
+
+def test_generator_codes_equal_inference_codes() -> None:
+    # What a training step quantises is what xcodec.load encodes for the same audio.
+    generator = _tiny_trainable().eval()
+    audio = _noise(2, 8000, seed=3)
+    with torch.no_grad():
+        output = generator(audio)
+    tokens = generator.model.tokenize(audio).audio_codes[:, 0, :]
+    assert torch.equal(output.codes.long(), tokens)
+    assert_codes_vary(tokens)
+    assert output.audio.shape == audio.shape
+    assert output.semantic_pred.shape == output.semantic_target.shape
+
+
+def test_ste_gives_encoder_gradient() -> None:
+    # The mel loss alone (through the decoder and the rounding) reaches the acoustic encoder
+    # and the FSQ input projection.
+    generator = _tiny_trainable()
+    audio = _noise(2, 8000)
+    output = generator(audio)
+    MultiScaleMelLoss()(output.audio, audio).backward()
+    model = generator.model
+    for module in (
+        model.acoustic_encoder,
+        model.semantic_adapter,
+        model.fc_encoder,
+        model.quantizer.project_in,
+    ):
+        grads = [p.grad for p in module.parameters()]
+        assert all(g is not None for g in grads)
+        assert max(float(g.abs().max()) for g in grads if g is not None) > 0
+
+
+def test_reinit_gives_sound_and_gradient_everywhere() -> None:
+    generator = _tiny_trainable(seed=1)
+    audio = _noise(2, 8000)
+    output = generator(audio)
+    rms = output.audio.pow(2).mean().sqrt().item()
+    assert rms > 1e-3 * audio.pow(2).mean().sqrt().item()
+    assert output.codes.unique().numel() >= 8
+    loss = MultiScaleMelLoss()(output.audio, audio) + semantic_loss(
+        output.semantic_pred, output.semantic_target
+    )
+    loss.backward()
+    silent = [
+        name
+        for name, p in generator.named_trainable_parameters()
+        if p.grad is None or p.grad.abs().max() == 0
+    ]
+    assert silent == []
+    # Deterministic for a seed.
+    again = _tiny_trainable(seed=1)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(generator.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+
+
+def test_decoder_only_freezing_keeps_encoder_and_tokens() -> None:
+    recipe = load_recipe("xcodec2-decoder")
+    model = tiny_xcodec2()
+    audio = _noise(1, 8000, seed=4)
+    tokens_before = model.tokenize(audio).audio_codes
+    generator = TrainableXcodec2(model, freeze=recipe.freeze).train()
+    frozen = {
+        name: p.detach().clone()
+        for name, p in generator.named_parameters()
+        if not name.startswith("model.acoustic_decoder")
+        and not name.startswith("model.quantizer.project_out")
+    }
+    decoder_before = {
+        name: p.detach().clone()
+        for name, p in generator.named_parameters()
+        if name.startswith("model.acoustic_decoder")
+    }
+    trainable = generator.named_trainable_parameters()
+    assert trainable and all(
+        name.startswith(("model.acoustic_decoder.", "model.quantizer.project_out.")) for name, _ in trainable
+    )
+    optimizer = torch.optim.AdamW(generator.trainable_parameters(), lr=1e-3)
+    output = generator(audio)
+    MultiScaleMelLoss()(output.audio, audio).backward()
+    optimizer.step()
+    after = dict(generator.named_parameters())
+    assert all(torch.equal(value, after[name]) for name, value in frozen.items())
+    assert any(not torch.equal(value, after[name]) for name, value in decoder_before.items())
+    generator.eval()
+    assert torch.equal(model.tokenize(audio).audio_codes, tokens_before)
+
+
+def test_freeze_names_are_checked() -> None:
+    model = tiny_xcodec2()
+    with pytest.raises(ConfigError, match=re.escape("'model.no_such_module'")):
+        TrainableXcodec2(model, freeze=["model.no_such_module"])
+    generator = TrainableXcodec2(tiny_xcodec2(), freeze=["model.acoustic_decoder.head"])
+    names = {name for name, _ in generator.named_trainable_parameters()}
+    assert "model.acoustic_decoder.head.linear.weight" not in names
+    assert "model.acoustic_decoder.fc.weight" in names
+
+
+def test_semantic_head_keys_are_the_original_layout() -> None:
+    head = SemanticReconstructionHead(96, 32)
+    assert sorted(head.state_dict()) == sorted(
+        [
+            "fc_post_s.weight",
+            "fc_post_s.bias",
+            "SemanticDecoder_module.initial_conv.weight",
+            "SemanticDecoder_module.residual_blocks.1.weight",
+            "SemanticDecoder_module.residual_blocks.1.bias",
+            "SemanticDecoder_module.residual_blocks.3.weight",
+            "SemanticDecoder_module.residual_blocks.3.bias",
+            "SemanticDecoder_module.final_conv.weight",
+        ]
+    )
+    torch.manual_seed(1)
+    source = SemanticReconstructionHead(96, 32)
+    lightning = {"CodecEnc.x": torch.zeros(1), **source.state_dict()}
+    assert head.load_original_state_dict(lightning)
+    quantized = torch.randn(2, 7, 96)
+    torch.testing.assert_close(head(quantized), source(quantized), rtol=0, atol=0)
+    assert not head.load_original_state_dict({"CodecEnc.x": torch.zeros(1)})
+    partial = {k: v for k, v in source.state_dict().items() if k != "fc_post_s.bias"}
+    with pytest.raises(CheckpointError, match=re.escape("fc_post_s.bias")):
+        head.load_original_state_dict(partial)
+
+
+def test_semantic_decoder_skip_adds_relu_of_input() -> None:
+    # Quirk "in-place ReLU before the skip": out = final(block(h) + relu(h)), h = initial(z).
+    torch.manual_seed(0)
+    head = SemanticReconstructionHead(8, 4)
+    decoder = head.SemanticDecoder_module
+    z = torch.randn(1, 4, 5)
+    h = decoder.initial_conv(z)
+    block = decoder.residual_blocks
+    expected = decoder.final_conv(block[3](F.relu(block[1](F.relu(h)))) + F.relu(h))
+    torch.testing.assert_close(decoder(z), expected)
+
+
+def test_inference_model_saves_without_the_head(tmp_path: Path) -> None:
+    generator = _tiny_trainable()
+    generator.inference_model.save_pretrained(tmp_path)
+    loaded = Xcodec2Model.from_pretrained(tmp_path)
+    assert not any("fc_post_s" in key for key in loaded.state_dict())
+    audio = _noise(1, 8000)
+    assert torch.equal(loaded.tokenize(audio).audio_codes, generator.model.eval().tokenize(audio).audio_codes)
+
+
+# ------------------------------------------------------------------------------ recipes
+
+
+def test_recipes_load_with_original_values() -> None:
+    assert {"xcodec2", "xcodec2-decoder", "tiny"} <= set(available_recipes())
+    recipe = load_recipe("xcodec2")
+    assert (recipe.loss_weights.mel, recipe.loss_weights.adv, recipe.loss_weights.fm) == (15.0, 1.0, 1.0)
+    assert recipe.loss_weights.semantic == 5.0
+    assert recipe.optimizer.betas == (0.8, 0.9) and recipe.grad_clip == 1.0
+    assert recipe.discriminators.periods == (2, 3, 5, 7, 11)
+    assert recipe.segment_seconds == 6.0 and recipe.sample_rate == 16000
+    decoder = load_recipe("xcodec2-decoder")
+    assert decoder.freeze == ("encoder", "semantic_head")
+    assert decoder.optimizer == recipe.optimizer  # inherited from its base
+    tiny = load_recipe("tiny")
+    assert tiny.model is not None and tiny.discriminators.mpd_channels < recipe.discriminators.mpd_channels
+    assert recipe_from_dict(tiny.to_dict()) == tiny
+
+
+def test_recipe_overrides_are_typed() -> None:
+    recipe = load_recipe(
+        "tiny",
+        [
+            "loss_weights.mel=10",
+            "schedule.decay_steps=null",
+            "freeze=encoder",
+            "model.hidden_size=128",
+            "optimizer.betas=[0.5, 0.99]",
+            "segment_seconds=2",
+        ],
+    )
+    assert recipe.loss_weights.mel == 10.0 and isinstance(recipe.loss_weights.mel, float)
+    assert recipe.schedule.decay_steps is None
+    assert recipe.freeze == ("encoder",)
+    assert recipe.model is not None and recipe.model["hidden_size"] == 128
+    assert recipe.model["num_hidden_layers"] == 2  # other model keys kept
+    assert recipe.optimizer.betas == (0.5, 0.99)
+    assert recipe.segment_seconds == 2.0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("loss_weights.foo=1", "'loss_weights.foo'"),
+        ("nonsense=1", "'nonsense'"),
+        ("batch_size=1.5", "'batch_size'"),
+        ("grad_clip=abc", "'grad_clip'"),
+        ("precision=int8", "'precision'"),
+        ("schedule.warmup_steps.x=1", "'schedule.warmup_steps.x'"),
+        ("optimizer.betas=[0.5]", "'optimizer.betas'"),
+        ("no_equals_sign", "key=value"),
+    ],
+)
+def test_recipe_override_errors_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_recipe("tiny", [override])
+
+
+def test_recipe_files_and_unknown_names(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'no-such-recipe'"):
+        load_recipe("no-such-recipe")
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: tiny\nbatch_size: 4\nloss_weights:\n  adv: 2\n")
+    recipe = load_recipe(str(path))
+    assert recipe.name == "mine" and recipe.batch_size == 4
+    assert recipe.loss_weights.adv == 2.0 and recipe.loss_weights.mel == 15.0
+    assert recipe.discriminators == load_recipe("tiny").discriminators
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mel_weight: 3\n")
+    with pytest.raises(ConfigError, match="'mel_weight'"):
+        load_recipe(str(bad))
+
+
+def test_lr_schedule_at_key_steps() -> None:
+    recipe = load_recipe("xcodec2")
+    assert lr_at(0, recipe) == pytest.approx(1e-5)
+    # Quadratic warm-up (the original WarmupLR): a quarter of the way up at half the steps.
+    assert lr_at(1500, recipe) == pytest.approx(1e-5 + 0.25 * 9e-5)
+    assert lr_at(3000, recipe) == pytest.approx(1e-4)
+    assert lr_at(3000 + 200_000, recipe) == pytest.approx(6e-5)  # halfway down the line
+    assert lr_at(3000 + 400_000, recipe) == pytest.approx(2e-5)
+    assert lr_at(10**7, recipe) == pytest.approx(2e-5)
+    until_end = load_recipe("xcodec2", ["schedule.decay_steps=null", "max_steps=13000"])
+    assert lr_at(8000, until_end) == pytest.approx(6e-5)
+    assert lr_at(13000, until_end) == pytest.approx(2e-5)
+    assert isinstance(recipe, TrainRecipe)
