@@ -128,3 +128,40 @@ def test_tokenizer_resamples_to_the_input_rate_and_counts_output_samples(tmp_pat
         expected = codec.encode(str(corpus / f"{name}.wav"))
         assert isinstance(expected, torch.Tensor)
         assert torch.equal(torch.tensor(row["audio_codes"]), expected.to(torch.int32))
+
+
+def test_from_pretrained_finds_its_loader_after_importing_only_the_model(tmp_path: Path) -> None:
+    """The registry is filled when the package root is imported (it imports xcodec.checkpoints),
+    so a fresh process that imports only a model module can still load and save."""
+    import subprocess
+    import sys
+
+    tiny_xcodec2().save_pretrained(tmp_path / "tiny")
+    script = (
+        "import sys\n"
+        "from xcodec.models.xcodec2 import Xcodec2Model\n"
+        "model = Xcodec2Model.from_pretrained(sys.argv[1])\n"
+        "model.save_pretrained(sys.argv[2])\n"
+        "print(type(model).__name__, model.loaded_parts)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "tiny"), str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Xcodec2Model", "all"]
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == (
+        tmp_path / "tiny" / "model.safetensors"
+    ).read_bytes()
+
+
+def test_a_class_without_a_loader_is_named() -> None:
+    from xcodec import registry
+    from xcodec.errors import XcodecError
+
+    with pytest.raises(XcodecError, match="UpsamplingEnergyCodec"):
+        UpsamplingEnergyCodec.from_pretrained("anything")
+    # A subclass of a registered model uses its parent's loader.
+    assert registry.codec_loader(type("MyXcodec", (XcodecModel,), {})) is registry.codec_loader(XcodecModel)
