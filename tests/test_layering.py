@@ -10,10 +10,11 @@ Layers, bottom to top (a module may import its own rank or lower, never higher):
 
 0. ``errors``, ``configs/``, ``registry``: exceptions, typed dataclass configs, and the
    table where the I/O layer plugs its loaders in (names only, imported on use).
-1. The data path and the interface it implements: ``base`` (the codec interface and the
-   loader registry), ``audio``, ``features`` (fbank, padding, extractors), ``layers/``,
-   ``semantic/``, ``windowing`` (the plan and stitch math of long-audio windows),
-   ``metrics/``, ``streaming`` (stream state, if it gets a module of its own).
+1. The data path and the interface it implements: ``base`` (the codec interface, its
+   ``from_pretrained`` through the registry), ``audio``, ``fbank`` (the Kaldi filterbank
+   math), ``features`` (padding rules, extractors), ``layers/``, ``semantic/``,
+   ``windowing`` (the plan and stitch math of long-audio windows), ``metrics/``,
+   ``streaming`` (stream state, if it gets a module of its own).
 2. ``models/``: assemble the data path into codecs; no I/O.
 3. ``checkpoints/`` (all I/O: hub resolution, safetensors, key maps, weight-norm folding)
    and ``placement`` (reads a checkpoint's ``config.json`` for ``dtype="auto"``).
@@ -39,6 +40,7 @@ RANKS: dict[str, int] = {
     "base": 1,
     "audio": 1,
     "features": 1,
+    "fbank": 1,
     "layers": 1,
     "semantic": 1,
     "windowing": 1,
