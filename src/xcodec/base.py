@@ -137,7 +137,7 @@ class CodecModel(PretrainedMixin, nn.Module, abc.ABC):
         loader leaves out of its strict check.
         """
         if parts not in PARTS:
-            raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
+            raise ArgumentError(f"parts must be one of {PARTS}, got {parts!r}")
         if parts == "all":
             return ()
         keep = set(self.part_modules[parts])

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xcodec.errors import AudioError
+from xcodec.errors import ArgumentError, AudioError
 
 __all__ = [
     "KALDI_WAVEFORM_SCALE",
@@ -52,7 +52,7 @@ def _mel_banks_cpu(
 ) -> torch.Tensor:
     nyquist = 0.5 * sample_rate
     if not (0.0 <= low_freq < nyquist and 0.0 < high_freq <= nyquist and low_freq < high_freq):
-        raise ValueError(f"mel range {low_freq}..{high_freq} Hz does not fit below Nyquist {nyquist} Hz")
+        raise ArgumentError(f"mel range {low_freq}..{high_freq} Hz does not fit below Nyquist {nyquist} Hz")
     mel_low, mel_high = _mel_scale(low_freq), _mel_scale(high_freq)
     # num_mel_bins + 1 steps: the outer triangles reach one step past the end centres.
     mel_step = (mel_high - mel_low) / (num_mel_bins + 1)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from xcodec.configs.base import ConfigBase, ConfigError
-from xcodec.errors import AudioError
+from xcodec.errors import ArgumentError, AudioError
 from xcodec.fbank import KALDI_WAVEFORM_SCALE, kaldi_fbank, kaldi_mel_banks
 from xcodec.registry import resolve_location
 
@@ -244,7 +244,7 @@ def _finish(outputs: dict[str, torch.Tensor], return_tensors: str | None) -> Bat
         return BatchFeature(outputs)
     if return_tensors == "np":
         return BatchFeature({k: v.cpu().numpy() for k, v in outputs.items()})
-    raise ValueError(f"return_tensors must be 'pt' or 'np', not {return_tensors!r}")
+    raise ArgumentError(f"return_tensors must be 'pt' or 'np', not {return_tensors!r}")
 
 
 # --------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 
 import torch
 
+from xcodec.errors import ArgumentError
+
 __all__ = [
     "DEFAULT_CONTEXT_SECONDS",
     "DEFAULT_CROSSFADE_SECONDS",
@@ -69,12 +71,12 @@ class WindowConfig:
         context = round(self.context_seconds * frame_rate)
         crossfade = round(self.crossfade_seconds * frame_rate)
         if context < 0 or window - 2 * context < 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"a window of {self.window_seconds} s needs more than twice its context "
                 f"({self.context_seconds} s) to keep any frames"
             )
         if not 0 <= crossfade <= context:
-            raise ValueError(
+            raise ArgumentError(
                 f"crossfade_seconds ({self.crossfade_seconds}) must lie in [0, context_seconds = {self.context_seconds}]"
             )
         return window, context, crossfade

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from xcodec.configs.base import ConfigBase, ConfigError
 from xcodec.configs.ssl import HubertConfig, WavLMConfig
+from xcodec.errors import ArgumentError
 
 __all__ = ["DacConfig", "SemanticConfig", "XcodecConfig"]
 
@@ -191,7 +192,7 @@ class XcodecConfig(ConfigBase):
             bandwidth = self.target_bandwidths[-1]
         elif bandwidth not in self.target_bandwidths:
             supported = ", ".join(f"{value:g}" for value in self.target_bandwidths)
-            raise ValueError(
+            raise ArgumentError(
                 f"X-Codec does not support bandwidth {bandwidth:g} kbps; choose one of {supported}"
             )
         if bandwidth <= 0.0:

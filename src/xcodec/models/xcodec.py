@@ -29,7 +29,7 @@ from torch import nn
 from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
 from xcodec.configs.ssl import HubertConfig, WavLMConfig
 from xcodec.configs.xcodec import XcodecConfig
-from xcodec.errors import AudioError
+from xcodec.errors import ArgumentError, AudioError
 from xcodec.layers.dac import DacDecoder, DacEncoder
 from xcodec.layers.masking import lengths_if_padded, mask_to_lengths, zero_padding
 from xcodec.layers.rvq import ResidualVectorQuantizer
@@ -223,7 +223,7 @@ class XcodecModel(CodecModel):
     def _mask_lengths(self, padding_mask: torch.Tensor, input_values: torch.Tensor) -> torch.Tensor:
         batch, _, num_samples = input_values.shape
         if padding_mask.shape not in ((batch, num_samples), (batch, 1, num_samples)):
-            raise ValueError(
+            raise ArgumentError(
                 f"padding_mask must be ({batch}, {num_samples}) or ({batch}, 1, {num_samples}) "
                 f"like the input, got {tuple(padding_mask.shape)}"
             )
@@ -355,19 +355,19 @@ class XcodecModel(CodecModel):
         """
         self.require_part("decoder")
         if audio_codes.dim() != 3:
-            raise ValueError(
+            raise ArgumentError(
                 f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}"
             )
         batch, num_codebooks, num_frames = audio_codes.shape
         if not 1 <= num_codebooks <= self.num_codebooks:
-            raise ValueError(
+            raise ArgumentError(
                 f"audio_codes carry {num_codebooks} codebooks; this model decodes 1..{self.num_codebooks}"
             )
         if audio_codes_mask is not None and code_lengths is not None:
-            raise ValueError("pass audio_codes_mask or code_lengths, not both")
+            raise ArgumentError("pass audio_codes_mask or code_lengths, not both")
         if audio_codes_mask is not None:
             if audio_codes_mask.shape not in ((batch, num_frames), (batch, 1, num_frames)):
-                raise ValueError(
+                raise ArgumentError(
                     f"audio_codes_mask must be ({batch}, {num_frames}) or ({batch}, 1, {num_frames}), "
                     f"got {tuple(audio_codes_mask.shape)}"
                 )
@@ -379,7 +379,7 @@ class XcodecModel(CodecModel):
             if code_lengths.shape != (batch,) or bool(
                 ((code_lengths < 0) | (code_lengths > num_frames)).any()
             ):
-                raise ValueError(
+                raise ArgumentError(
                     f"code_lengths must be {batch} values in 0..{num_frames}, got {code_lengths.tolist()}"
                 )
             frame_lengths = lengths_if_padded(code_lengths, num_frames)
@@ -388,7 +388,7 @@ class XcodecModel(CodecModel):
         if audio_codes.numel() and (
             int(audio_codes.min()) < 0 or int(audio_codes.max()) >= self.codebook_size
         ):
-            raise ValueError(
+            raise ArgumentError(
                 f"audio_codes must lie in 0..{self.codebook_size - 1}, "
                 f"got {int(audio_codes.min())}..{int(audio_codes.max())}"
             )
@@ -472,12 +472,12 @@ class XcodecModel(CodecModel):
         alone, zeros after.
         """
         if audio_codes.dim() != 3:
-            raise ValueError(
+            raise ArgumentError(
                 f"audio_codes must be (batch, num_codebooks, frames), got {tuple(audio_codes.shape)}"
             )
         batch, _, frames = audio_codes.shape
         if batch == 0:
-            raise ValueError("detokenize got an empty batch")
+            raise ArgumentError("detokenize got an empty batch")
         code_lengths = _full_lengths(code_lengths, batch, frames, "code_lengths")
         audio = self.decode(audio_codes, code_lengths=code_lengths).audio_values[:, 0]
         lengths = self.acoustic_decoder.output_lengths(code_lengths)
@@ -489,7 +489,7 @@ def _full_lengths(lengths: torch.Tensor | None, batch: int, full: int, name: str
         return torch.full((batch,), full, dtype=torch.long)
     lengths = torch.as_tensor(lengths).to("cpu", torch.long)
     if lengths.shape != (batch,):
-        raise ValueError(f"{name} must be shaped ({batch},), got {tuple(lengths.shape)}")
+        raise ArgumentError(f"{name} must be shaped ({batch},), got {tuple(lengths.shape)}")
     if batch and (int(lengths.min()) < 1 or int(lengths.max()) > full):
-        raise ValueError(f"{name} must lie in 1..{full}, got {lengths.tolist()}")
+        raise ArgumentError(f"{name} must lie in 1..{full}, got {lengths.tolist()}")
     return lengths

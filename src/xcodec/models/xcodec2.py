@@ -23,6 +23,7 @@ from torch import nn
 
 from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
 from xcodec.configs.xcodec2 import Xcodec2Config
+from xcodec.errors import ArgumentError
 from xcodec.layers.bigcodec import AcousticEncoder
 from xcodec.layers.fsq import ProjectedFSQ
 from xcodec.layers.masking import (
@@ -386,9 +387,9 @@ class Xcodec2Model(CodecModel):
         elif latents is not None:
             quantized = latents.transpose(1, 2)
         else:
-            raise ValueError("decode needs audio_codes or latents")
+            raise ArgumentError("decode needs audio_codes or latents")
         if audio_codes_mask is not None and code_lengths is not None:
-            raise ValueError("pass audio_codes_mask or code_lengths, not both")
+            raise ArgumentError("pass audio_codes_mask or code_lengths, not both")
         B, F, _ = quantized.shape
         if audio_codes_mask is not None:
             code_lengths = mask_to_lengths(audio_codes_mask)
@@ -396,7 +397,9 @@ class Xcodec2Model(CodecModel):
         if code_lengths is not None:
             code_lengths = code_lengths.to(device=quantized.device, dtype=torch.long)
             if code_lengths.shape != (B,) or bool(((code_lengths < 0) | (code_lengths > F)).any()):
-                raise ValueError(f"code_lengths must be {B} values in [0, {F}], got {code_lengths.tolist()}")
+                raise ArgumentError(
+                    f"code_lengths must be {B} values in [0, {F}], got {code_lengths.tolist()}"
+                )
             frame_lengths = lengths_if_padded(code_lengths, F)
         audio_values = self.acoustic_decoder(quantized, frame_lengths)
         if frame_lengths is not None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from xcodec.configs.ssl import SslEncoderConfig
+from xcodec.errors import ConfigError
 from xcodec.layers.activations import activation_function
 from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, masked_group_norm, zero_padding
@@ -90,7 +91,7 @@ class ConvFeatureEncoder(nn.Module):
         elif config.feat_extract_norm == "layer":
             norms = ["layer"] * config.num_feat_extract_layers
         else:
-            raise ValueError(
+            raise ConfigError(
                 f"feat_extract_norm must be 'group' or 'layer', got {config.feat_extract_norm!r}"
             )
         self.conv_layers = nn.ModuleList(_ConvLayer(config, i, norm) for i, norm in enumerate(norms))
