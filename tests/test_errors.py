@@ -195,6 +195,11 @@ def test_cli_unknown_model_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["encode", str(audio), "-o", str(tmp_path / "codes"), "--model", str(missing)]) == 2
     stderr = capsys.readouterr().err
     assert stderr.count("error:") == 1 and "no-such-model" in stderr
+    shards = tmp_path / "shards"
+    args = ["tokenize", str(tmp_path), "--out", str(shards), "--num-workers", "0", "--no-progress"]
+    assert main([*args, "--model", str(missing)]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("error:") == 1 and "no-such-model" in stderr
 
 
 # ---- checkpoint dispatch ------------------------------------------------------------------
