@@ -5,6 +5,7 @@ All on the tiny recipe's model (1.3 M parameters) or smaller, so the file stays 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -15,8 +16,10 @@ import torch.nn.functional as F
 
 from tests._asserts import assert_codes_vary
 from tests._tiny import tiny_xcodec2
+from xcodec.configs.neucodec import NeuCodecConfig
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import CheckpointError, ConfigError
+from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec2 import Xcodec2Model
 from xcodec.train.discriminators import (
     Discriminators,
@@ -36,6 +39,7 @@ from xcodec.train.losses import (
 )
 from xcodec.train.recipe import (
     TrainRecipe,
+    autocast_dtype,
     available_recipes,
     load_recipe,
     lr_at,
@@ -49,10 +53,19 @@ def _noise(batch: int = 2, samples: int = 8000, seed: int = 0) -> torch.Tensor:
     return 0.1 * torch.randn(batch, samples, generator=generator)
 
 
+def _tiny_model() -> Xcodec2Model:
+    return Xcodec2Model(Xcodec2Config.from_dict(load_recipe("tiny").model or {}))
+
+
+@functools.cache
+def _reinit_weights(seed: int) -> dict[str, torch.Tensor]:
+    # The re-initialised tiny weights, drawn once per seed for the whole file.
+    return reinit_for_training_(_tiny_model(), seed=seed, include_semantic_encoder=True).state_dict()
+
+
 def _tiny_trainable(seed: int = 0, freeze: tuple[str, ...] = ()) -> TrainableXcodec2:
-    torch.manual_seed(seed)
-    model = Xcodec2Model(Xcodec2Config.from_dict(load_recipe("tiny").model or {}))
-    reinit_for_training_(model, seed=seed, include_semantic_encoder=True)
+    model = _tiny_model()
+    model.load_state_dict(_reinit_weights(seed))
     return TrainableXcodec2(model, freeze=freeze).train()
 
 
@@ -284,12 +297,11 @@ def test_reinit_gives_sound_and_gradient_everywhere() -> None:
         if p.grad is None or p.grad.abs().max() == 0
     ]
     assert silent == []
-    # Deterministic for a seed.
-    again = _tiny_trainable(seed=1)
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(generator.state_dict().values(), again.state_dict().values(), strict=True)
-    )
+    # Deterministic for a seed, whatever the global RNG did in between.
+    torch.manual_seed(123)
+    again = reinit_for_training_(_tiny_model(), seed=1, include_semantic_encoder=True).state_dict()
+    first = generator.model.state_dict()
+    assert list(first) == list(again) and all(torch.equal(first[key], again[key]) for key in first)
 
 
 def test_decoder_only_freezing_keeps_encoder_and_tokens() -> None:
@@ -467,3 +479,62 @@ def test_lr_schedule_at_key_steps() -> None:
     assert lr_at(8000, until_end) == pytest.approx(6e-5)
     assert lr_at(13000, until_end) == pytest.approx(2e-5)
     assert isinstance(recipe, TrainRecipe)
+
+
+def test_autocast_dtype_follows_precision() -> None:
+    assert autocast_dtype("auto", "cpu") is None
+    assert autocast_dtype("auto", "cuda:0") == torch.bfloat16
+    assert autocast_dtype("fp16", "cuda") == torch.float16 and autocast_dtype("fp32", "cuda") is None
+    with pytest.raises(ConfigError, match="'precision'"):
+        autocast_dtype("int8", "cpu")
+
+
+def test_generator_trains_neucodec() -> None:
+    # NeuCodec (24 kHz decoder, one code frame fewer) through the same wrapper.
+    values = dict(load_recipe("tiny").model or {})
+    values.pop("downsampling_ratios")
+    model = NeuCodecModel(NeuCodecConfig.from_dict(values))
+    reinit_for_training_(model, seed=0, include_semantic_encoder=True)
+    generator = TrainableXcodec2(model).train()
+    audio = _noise(2, 8000)
+    output = generator(audio)
+    assert output.audio.shape == (2, 12000)  # the input's duration at 24 kHz
+    assert output.semantic_pred.shape == output.semantic_target.shape == (2, 25, 32)
+    assert torch.equal(output.codes.long(), model.eval().tokenize(audio).audio_codes[:, 0, :])
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+def test_discriminators_load_the_original_layout() -> None:
+    # The original's convs use the old weight norm (weight_g / weight_v); its keys sit under
+    # discriminator. / spec_discriminator. in the Lightning state dict.
+    recipe = load_recipe("tiny")
+    source = Discriminators.from_config(recipe.discriminators)
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.normal_()
+    old_style = torch.nn.utils.weight_norm(torch.nn.Conv2d(1, 4, (5, 1)))
+    new_style = source.mpd.discriminators[0].convs[0][0]
+    assert {k: v.shape for k, v in old_style.state_dict().items()} == {
+        {
+            "parametrizations.weight.original0": "weight_g",
+            "parametrizations.weight.original1": "weight_v",
+        }.get(k, k): v.shape
+        for k, v in new_style.state_dict().items()
+    }
+    original = {}
+    for key, value in source.state_dict().items():
+        key = key.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        )
+        key = key.replace("mpd.", "discriminator.", 1).replace("mrsd.", "spec_discriminator.", 1)
+        original[key] = value
+    original["CodecEnc.conv.weight"] = torch.zeros(1)
+    target = Discriminators.from_config(recipe.discriminators)
+    assert target.load_original_state_dict(original)
+    audio = _noise(1, 4000)[:, None, :]
+    for a, b in zip(target(audio)[0], source(audio)[0], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not target.load_original_state_dict({"CodecEnc.conv.weight": torch.zeros(1)})
+    wider = Discriminators.from_config(load_recipe("xcodec2").discriminators)
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        wider.load_original_state_dict(original)

@@ -12,13 +12,14 @@ after its activation; the logits excluded) for feature matching.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from xcodec.errors import CheckpointError
 from xcodec.train.recipe import DiscriminatorConfig
 
 __all__ = [
@@ -30,6 +31,14 @@ __all__ = [
 ]
 
 DiscriminatorOutput = tuple[list[torch.Tensor], list[list[torch.Tensor]]]
+
+# Original Lightning state-dict prefixes -> ours, and the old weight-norm names -> the
+# parametrization's (``torch.nn.utils.weight_norm`` is deprecated; same g and v tensors).
+_ORIGINAL_PREFIXES = {"discriminator.": "mpd.", "spec_discriminator.": "mrsd."}
+_WEIGHT_NORM_SUFFIXES = {
+    ".weight_g": ".parametrizations.weight.original0",
+    ".weight_v": ".parametrizations.weight.original1",
+}
 
 
 class PeriodDiscriminator(nn.Module):
@@ -237,6 +246,42 @@ class Discriminators(nn.Module):
                 config.stft_max_channels,
             ),
         )
+
+    def load_original_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        """Load both discriminators from an original Lightning ``state_dict`` if it holds them.
+
+        The original keys are ``discriminator.*`` (multi-period) and ``spec_discriminator.*``
+        (STFT) with the old weight-norm pair ``weight_g`` / ``weight_v``; ours are ``mpd.*``
+        and ``mrsd.*`` with ``parametrizations.weight.original0`` / ``original1`` (same
+        tensors). Returns False, changing nothing, when neither prefix is present; raises
+        :class:`~xcodec.errors.CheckpointError` naming the keys when any is missing,
+        unexpected or of another shape (e.g. a recipe's widths differ from the checkpoint's).
+        """
+        mapped: dict[str, torch.Tensor] = {}
+        for key, value in state_dict.items():
+            for original, ours in _ORIGINAL_PREFIXES.items():
+                if key.startswith(original):
+                    name = ours + key[len(original) :]
+                    for old, new in _WEIGHT_NORM_SUFFIXES.items():
+                        if name.endswith(old):
+                            name = name[: -len(old)] + new
+                    mapped[name] = value
+        if not mapped:
+            return False
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(mapped))
+        unexpected = sorted(set(mapped) - set(expected))
+        wrong = sorted(
+            f"{key} {tuple(mapped[key].shape)} (expected {tuple(value.shape)})"
+            for key, value in expected.items()
+            if key in mapped and mapped[key].shape != value.shape
+        )
+        if missing or unexpected or wrong:
+            raise CheckpointError(
+                f"discriminators: missing keys {missing}, unexpected keys {unexpected}, shape mismatches {wrong}"
+            )
+        self.load_state_dict(mapped, strict=True)
+        return True
 
     def forward(self, audio: torch.Tensor) -> DiscriminatorOutput:
         """audio (batch, 1, samples) -> (logits: one tensor per discriminator, feature maps: one list per discriminator)."""

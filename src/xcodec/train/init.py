@@ -31,7 +31,7 @@ def reinit_for_training_(
 
     Linear and convolution weights ~ normal(0, 1 / sqrt(fan_in)), biases 0; LayerNorm,
     GroupNorm and RMSNorm scales 1, shifts 0; Snake alpha and beta 0 (log scale: frequency
-    and magnitude 1); then :func:`standardise_fsq_input_`. The W2V-BERT ``semantic_encoder``
+    and magnitude 1); embeddings ~ normal(0, 1); then :func:`standardise_fsq_input_`. The W2V-BERT ``semantic_encoder``
     is left alone unless ``include_semantic_encoder`` (it is normally the pretrained
     ``facebook/w2v-bert-2.0``, frozen). Deterministic for a given ``seed`` (own generator,
     drawn on the CPU), whatever the device.
@@ -40,6 +40,11 @@ def reinit_for_training_(
     for name, module in model.named_modules():
         if name.startswith("semantic_encoder") and not include_semantic_encoder:
             continue
+        if isinstance(module, nn.Embedding):
+            module.weight.copy_(torch.randn(module.weight.shape, generator=generator).to(module.weight))
+        for parameter_name, parameter in module.named_parameters(recurse=False):
+            if parameter_name == "masked_spec_embed":  # W2V-BERT's SpecAugment vector, unused here
+                parameter.copy_(torch.rand(parameter.shape, generator=generator).to(parameter))
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             weight = module.weight
             fan_in = weight[0].numel()  # in_features, or in_channels / groups x kernel

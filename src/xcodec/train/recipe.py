@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from xcodec.errors import ConfigError
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "ScheduleConfig",
     "TrainRecipe",
     "apply_overrides",
+    "autocast_dtype",
     "available_recipes",
     "load_recipe",
     "lr_at",
@@ -170,6 +173,21 @@ class TrainRecipe:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples as lists) that :func:`recipe_from_dict` reads back; what a run writes as YAML."""
         return _plain(dataclasses.asdict(self))
+
+
+def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for a recipe's ``precision`` on ``device``; None: run in float32.
+
+    "auto" is bf16 on CUDA (the original trains in 16-bit mixed precision) and float32
+    elsewhere (CPU autocast is slower than float32 on most CPUs). "bf16"/"fp16" on the CPU
+    are honoured as asked.
+    """
+    device_type = torch.device(device).type
+    if precision == "auto":
+        return torch.bfloat16 if device_type == "cuda" else None
+    if precision not in PRECISIONS:
+        raise ConfigError(f"recipe key 'precision' must be one of {PRECISIONS}, not {precision!r}")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def lr_at(step: int, recipe: TrainRecipe) -> float:
