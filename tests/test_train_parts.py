@@ -14,8 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests._asserts import assert_codes_vary
+from tests._asserts import assert_codes_vary, assert_not_near_zero
+from tests._oracle import require_oracle
 from tests._tiny import tiny_xcodec2
+from xcodec.checkpoints.common import load_state_dict_strict
 from xcodec.configs.neucodec import NeuCodecConfig
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import CheckpointError, ConfigError
@@ -538,3 +540,32 @@ def test_discriminators_load_the_original_layout() -> None:
     wider = Discriminators.from_config(load_recipe("xcodec2").discriminators)
     with pytest.raises(CheckpointError, match="shape mismatches"):
         wider.load_original_state_dict(original)
+
+
+def test_semantic_target_is_hidden_state_of_the_cut_reference_encoder() -> None:
+    # X-Codec2 keeps the first 16 of W2V-BERT 2.0's 24 layers, and training regresses
+    # hidden_states[16] of the full model. Same here at tiny scale: our 2-layer encoder,
+    # loaded from the first layers of a 4-layer Transformers model, yields its hidden_states[2].
+    transformers = require_oracle("transformers")
+    semantic = dict((load_recipe("tiny").model or {})["semantic_model_config"])
+    reference = transformers.Wav2Vec2BertModel(
+        transformers.Wav2Vec2BertConfig(**{**semantic, "num_hidden_layers": 4})
+    ).eval()
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    kept = {
+        key: value
+        for key, value in reference.state_dict().items()
+        if not key.startswith(("encoder.layers.2.", "encoder.layers.3."))
+    }
+    generator = _tiny_trainable()
+    load_state_dict_strict(generator.model.semantic_encoder, kept, source="transformers Wav2Vec2BertModel")
+    audio = _noise(1, 8000)
+    output = generator(audio)
+    features = generator.model._feature_extractor()(list(audio), sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        hidden = reference(features["input_features"], output_hidden_states=True).hidden_states[2]
+    peak = hidden.abs().max().item()
+    assert (output.semantic_target - hidden).abs().max().item() <= 1e-5 * peak
+    assert_not_near_zero(hidden, what="hidden states")
