@@ -19,7 +19,7 @@ from xcodec.configs.ssl import HubertConfig, WavLMConfig
 from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
 from xcodec.configs.xcodec import XcodecConfig
 from xcodec.configs.xcodec2 import Xcodec2Config
-from xcodec.errors import AudioError, CheckpointError, XcodecError
+from xcodec.errors import ArgumentError, AudioError, CheckpointError, ConfigError, XcodecError
 from xcodec.features import NeuCodecFeatureExtractor, Xcodec2FeatureExtractor, XcodecFeatureExtractor
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
@@ -28,6 +28,7 @@ from xcodec.models.xcodec2 import Xcodec2Model
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArgumentError",
     "AudioError",
     "AutoFeatureExtractor",
     "AutoModel",
@@ -35,6 +36,7 @@ __all__ = [
     "CheckpointError",
     "Codec",
     "CodecModel",
+    "ConfigError",
     "DetokenizeResult",
     "HubertConfig",
     "ItemError",
