@@ -21,6 +21,7 @@ from xcodec.checkpoints.common import load_state_dict_strict
 from xcodec.configs.neucodec import NeuCodecConfig
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import CheckpointError, ConfigError
+from xcodec.layers.fsq import ProjectedFSQ
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec2 import Xcodec2Model
 from xcodec.train.discriminators import (
@@ -569,3 +570,18 @@ def test_semantic_target_is_hidden_state_of_the_cut_reference_encoder() -> None:
     peak = hidden.abs().max().item()
     assert (output.semantic_target - hidden).abs().max().item() <= 1e-5 * peak
     assert_not_near_zero(hidden, what="hidden states")
+
+
+def test_fsq_codes_under_autocast_equal_float32() -> None:
+    # Mixed-precision training runs the model under autocast; the FSQ projection and
+    # rounding stay float32 there, so a step quantises as inference does.
+    torch.manual_seed(0)
+    quantizer = ProjectedFSQ(64, [4, 4, 4, 4])
+    features = torch.randn(1, 2000, 64)
+    _, expected = quantizer(features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, codes = quantizer(features)
+        # What autocast alone would have done: the projection in bf16 moves some codes.
+        moved = quantizer.quantizer(quantizer.quantizer.bound(quantizer.project_in(features).float()))[1]
+    assert torch.equal(codes, expected)
+    assert not torch.equal(moved, expected)
