@@ -259,6 +259,7 @@ def test_generator_codes_equal_inference_codes() -> None:
         output = generator(audio)
     tokens = generator.model.tokenize(audio).audio_codes[:, 0, :]
     assert torch.equal(output.codes.long(), tokens)
+    assert not generator.model.semantic_encoder._forward_hooks  # the capture ends with the step
     assert_codes_vary(tokens)
     assert output.audio.shape == audio.shape
     assert output.semantic_pred.shape == output.semantic_target.shape

@@ -97,13 +97,6 @@ class TrainableXcodec2(nn.Module):
         model.semantic_encoder.eval()
         for parameter in self._frozen_parameters(self.freeze):
             parameter.requires_grad_(False)
-        # The encoder's output is captured on its way into the adapter: the semantic target
-        # is what the codes were made from, computed once per step.
-        self._captured_semantic: list[torch.Tensor] = []
-        model.semantic_encoder.register_forward_hook(self._capture_semantic)
-
-    def _capture_semantic(self, _module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-        self._captured_semantic.append(output)
 
     def _frozen_parameters(self, freeze: Sequence[str]) -> Iterator[nn.Parameter]:
         prefixes: list[str] = []
@@ -163,11 +156,20 @@ class TrainableXcodec2(nn.Module):
         parameter = next(model.acoustic_encoder.parameters())
         input_values = inputs["input_values"].to(device=parameter.device, dtype=parameter.dtype)
         input_features = inputs["input_features"].to(device=parameter.device, dtype=parameter.dtype)
-        self._captured_semantic.clear()
-        encoded = model.encode(input_values, input_features, output_latents=True)
-        if len(self._captured_semantic) != 1:
-            raise RuntimeError(f"expected one semantic encoder call, saw {len(self._captured_semantic)}")
-        semantic_target = self._captured_semantic.pop().detach()
+        # The encoder's output is captured on its way into the adapter: the semantic target
+        # is what the codes were made from, computed once per step. The hook lives only for
+        # this call, so the model's own encode/tokenize calls capture nothing.
+        captured: list[torch.Tensor] = []
+        handle = model.semantic_encoder.register_forward_hook(
+            lambda _module, _inputs, output: captured.append(output)
+        )
+        try:
+            encoded = model.encode(input_values, input_features, output_latents=True)
+        finally:
+            handle.remove()
+        if len(captured) != 1:
+            raise RuntimeError(f"expected one semantic encoder call, saw {len(captured)}")
+        semantic_target = captured[0].detach()
         assert encoded.latents is not None
         latents = encoded.latents  # (B, quantization_dim, F)
         frames = latents.shape[-1]
