@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _asserts import assert_codes_vary
 from _tiny import tiny_xcodec2, tiny_xcodec2_dict, tiny_xcodec_dict
 from test_dataset_support import EnergyCodec
 
@@ -165,3 +166,38 @@ def test_a_class_without_a_loader_is_named() -> None:
         UpsamplingEnergyCodec.from_pretrained("anything")
     # A subclass of a registered model uses its parent's loader.
     assert registry.codec_loader(type("MyXcodec", (XcodecModel,), {})) is registry.codec_loader(XcodecModel)
+
+
+def test_runtime_options_reach_every_module(tmp_path: Path) -> None:
+    import xcodec
+    from xcodec.runtime import RuntimeOptions
+    from xcodec.windowing import WindowConfig
+
+    tiny_xcodec2().save_pretrained(tmp_path / "xcodec2")
+    windows = WindowConfig(window_seconds=10.0, context_seconds=1.0, crossfade_seconds=0.5)
+    options = RuntimeOptions(exact_order=True, chunking=False, windows=windows)
+    exact = xcodec.load(tmp_path / "xcodec2", runtime=options)
+    default = xcodec.load(tmp_path / "xcodec2")
+    model = exact.model
+    assert isinstance(model, CodecModel) and exact.windows == windows
+    assert model.acoustic_decoder.rotate_over_heads and not default.model.acoustic_decoder.rotate_over_heads
+    assert model.acoustic_encoder.chunk_samples == model.acoustic_encoder.trailing_chunk_samples == 0
+    assert default.model.acoustic_encoder.chunk_samples > 0
+    audio = (0.2 * torch.randn(24000, generator=torch.Generator().manual_seed(3))).clamp(-0.9, 0.9)
+    codes = exact.encode(audio, sampling_rate=16000)
+    assert isinstance(codes, torch.Tensor)
+    assert_codes_vary(codes)
+    assert torch.equal(codes, default.encode(audio, sampling_rate=16000))
+    decoded, reference = exact.decode(codes), default.decode(codes)
+    assert isinstance(decoded, torch.Tensor) and isinstance(reference, torch.Tensor)
+    peak = float(reference.abs().max())
+    assert peak > 1e-3 and float((decoded - reference).abs().max()) <= 1e-4 * peak
+    with pytest.raises(ArgumentError, match="windows"):
+        xcodec.load(tmp_path / "xcodec2", windows=windows, runtime=options)
+
+    xcodec_model = XcodecModel(XcodecConfig.from_dict(tiny_xcodec_dict("wavlm"))).eval()
+    from xcodec.runtime import apply_runtime_options
+
+    apply_runtime_options(xcodec_model, RuntimeOptions(exact_order=False, chunking=False))
+    assert xcodec_model.semantic_model.use_sdpa
+    assert xcodec_model.acoustic_encoder.chunk_samples == xcodec_model.acoustic_decoder.chunk_samples == 0

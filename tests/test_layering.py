@@ -15,7 +15,8 @@ Layers, bottom to top (a module may import its own rank or lower, never higher):
    math), ``features`` (padding rules, extractors), ``layers/``, ``semantic/``,
    ``windowing`` (the plan and stitch math of long-audio windows), ``metrics/``,
    ``streaming`` (stream state, if it gets a module of its own).
-2. ``models/``: assemble the data path into codecs; no I/O.
+2. ``models/``: assemble the data path into codecs; no I/O. ``runtime`` (options that set
+   how the models' modules compute).
 3. ``checkpoints/`` (all I/O: hub resolution, safetensors, key maps, weight-norm folding)
    and ``placement`` (reads a checkpoint's ``config.json`` for ``dtype="auto"``).
 4. ``api``, ``auto``: the simple API and checkpoint dispatch.
@@ -47,6 +48,7 @@ RANKS: dict[str, int] = {
     "metrics": 1,
     "streaming": 1,
     "models": 2,
+    "runtime": 2,
     "checkpoints": 3,
     "placement": 3,
     "api": 4,

@@ -24,6 +24,7 @@ from xcodec.features import NeuCodecFeatureExtractor, Xcodec2FeatureExtractor, X
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
 from xcodec.models.xcodec2 import Xcodec2Model
+from xcodec.runtime import RuntimeOptions
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "NeuCodecConfig",
     "NeuCodecFeatureExtractor",
     "NeuCodecModel",
+    "RuntimeOptions",
     "TokenizeResult",
     "Wav2Vec2BertConfig",
     "WavLMConfig",

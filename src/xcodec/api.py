@@ -14,14 +14,17 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
 
 from xcodec.base import CodecModel
-from xcodec.errors import AudioError, BatchError, ItemError, XcodecError, isolate_items
+from xcodec.errors import ArgumentError, AudioError, BatchError, ItemError, XcodecError, isolate_items
 from xcodec.windowing import Window, WindowConfig, plan_windows, stitch_audio, stitch_codes, window_audio
+
+if TYPE_CHECKING:
+    from xcodec.runtime import RuntimeOptions
 
 __all__ = ["AudioInput", "BatchError", "Codec", "ItemError", "PreparedAudio", "load"]
 
@@ -433,6 +436,7 @@ def load(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
     parts: str = "all",
+    runtime: RuntimeOptions | None = None,
 ) -> Codec:
     """Load an X-Codec or X-Codec2 checkpoint (hub id or local folder) behind the simple API.
 
@@ -440,8 +444,17 @@ def load(
         results come back on the CPU. max_batch_seconds, windows: see :class:`Codec`.
     parts: "encoder" or "decoder" loads only what that direction needs (X-Codec2: 1.65
         or 0.70 GiB of float32 weights instead of 2.34); the other method then raises.
+    runtime: exact reference order vs fast paths, chunking and windows in one typed
+        object (:class:`xcodec.runtime.RuntimeOptions`); its ``windows`` and ``windows=``
+        cannot both be given.
     """
     from xcodec.auto import AutoModel
+    from xcodec.runtime import apply_runtime_options
+
+    if runtime is not None and runtime.windows is not None:
+        if windows is not None:
+            raise ArgumentError("pass windows= or runtime=RuntimeOptions(windows=...), not both")
+        windows = runtime.windows
 
     model = AutoModel.from_pretrained(
         id_or_path,
@@ -452,4 +465,6 @@ def load(
         local_files_only=local_files_only,
         parts=parts,
     )
+    if runtime is not None:
+        apply_runtime_options(model, runtime)
     return Codec(model, str(id_or_path), max_batch_seconds=max_batch_seconds, windows=windows)
