@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xcodec.errors import ArgumentError
+
 __all__ = ["EuclideanCodebook", "ResidualVectorQuantizer", "VectorQuantizer"]
 
 
@@ -85,7 +87,7 @@ class ResidualVectorQuantizer(nn.Module):
     def encode(self, embeddings: torch.Tensor, num_quantizers: int) -> torch.Tensor:
         """(batch, dim, frames) -> codes (batch, num_quantizers, frames) int64."""
         if not 1 <= num_quantizers <= self.num_quantizers:
-            raise ValueError(f"num_quantizers must be in 1..{self.num_quantizers}, got {num_quantizers}")
+            raise ArgumentError(f"num_quantizers must be in 1..{self.num_quantizers}, got {num_quantizers}")
         residual = embeddings
         codes = []
         for stage in self.stages[:num_quantizers]:
@@ -102,7 +104,7 @@ class ResidualVectorQuantizer(nn.Module):
         """
         _, num_stages, _ = codes.shape
         if not 1 <= num_stages <= self.num_quantizers:
-            raise ValueError(
+            raise ArgumentError(
                 f"codes carry {num_stages} codebooks; this quantizer has 1..{self.num_quantizers}"
             )
         stages = self.stages

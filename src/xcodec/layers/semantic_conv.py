@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from xcodec.errors import ConfigError
 from xcodec.layers.masking import conv1d_output_lengths, zero_padding
 
 __all__ = [
@@ -97,7 +98,7 @@ class SemanticEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if len(strides) != len(channel_ratios):
-            raise ValueError(f"got {len(strides)} strides but {len(channel_ratios)} channel_ratios")
+            raise ConfigError(f"got {len(strides)} strides but {len(channel_ratios)} channel_ratios")
         self.conv = nn.Conv1d(hidden_size, hidden_size, kernel_size, padding=kernel_size // 2, bias=False)
         blocks = []
         in_channels = hidden_size
@@ -193,7 +194,7 @@ class SemanticDecoder(nn.Module):
     ) -> None:
         super().__init__()
         if len(strides) != len(channel_ratios):
-            raise ValueError(f"got {len(strides)} strides but {len(channel_ratios)} channel_ratios")
+            raise ConfigError(f"got {len(strides)} strides but {len(channel_ratios)} channel_ratios")
         widths = [int(hidden_size * ratio) for ratio in channel_ratios] + [hidden_size]
         self.conv1 = nn.Conv1d(hidden_size, widths[0], kernel_size, padding=kernel_size // 2, bias=False)
         self.conv_blocks = nn.ModuleList(

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xcodec.configs.ssl import HubertConfig, SslEncoderConfig
+from xcodec.errors import ArgumentError, ConfigError
 from xcodec.layers.masking import attention_key_mask
 from xcodec.semantic.conv_frontend import (
     ConvFeatureEncoder,
@@ -120,7 +121,7 @@ class HubertTransformer(nn.Module):
         key_mask = None
         if frame_lengths is not None:
             if frame_mask is not None:
-                raise ValueError("pass frame_mask or frame_lengths, not both")
+                raise ArgumentError("pass frame_mask or frame_lengths, not both")
             key_mask = attention_key_mask(frame_lengths, hidden_states.shape[1])
         elif frame_mask is not None:
             # Padded frames are zeroed before the positional conv sees them.
@@ -150,7 +151,7 @@ class HubertEncoder(nn.Module):
     def __init__(self, config: HubertConfig) -> None:
         super().__init__()
         if config.extra.get("adapter_attn_dim") is not None:
-            raise ValueError("HuBERT attention adapters (adapter_attn_dim) are not supported")
+            raise ConfigError("HuBERT attention adapters (adapter_attn_dim) are not supported")
         self.config = config
         self.feature_extractor = ConvFeatureEncoder(config)
         self.feature_projection = FeatureProjection(config, layer_norm=config.feat_proj_layer_norm)
@@ -166,7 +167,7 @@ class HubertEncoder(nn.Module):
         lengths: torch.Tensor | None,
     ) -> tuple[torch.Tensor, ...]:
         if lengths is not None and attention_mask is not None:
-            raise ValueError("pass attention_mask or lengths, not both")
+            raise ArgumentError("pass attention_mask or lengths, not both")
         features = self.feature_extractor(input_values, lengths).transpose(1, 2)
         frame_mask = None
         if attention_mask is not None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from xcodec.configs.base import ConfigError
 from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
+from xcodec.errors import ArgumentError
 from xcodec.layers.activations import activation_function
 
 __all__ = [
@@ -294,7 +295,7 @@ class Wav2Vec2BertEncoder(nn.Module):
         super().__init__()
         _check_supported(config)
         if query_chunk_size is not None and query_chunk_size < 1:
-            raise ValueError(f"query_chunk_size must be positive or None, got {query_chunk_size}")
+            raise ArgumentError(f"query_chunk_size must be positive or None, got {query_chunk_size}")
         self.config = config
         if config.has_masked_spec_embed:
             self.masked_spec_embed = nn.Parameter(torch.zeros(config.hidden_size))

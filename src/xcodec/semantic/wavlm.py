@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xcodec.configs.ssl import WavLMConfig
+from xcodec.errors import ArgumentError, ConfigError
 from xcodec.layers.masking import attention_key_mask
 from xcodec.semantic.conv_frontend import (
     ConvFeatureEncoder,
@@ -211,7 +212,7 @@ class WavLMTransformer(nn.Module):
         key_padding_bias = None
         if frame_lengths is not None:
             if frame_mask is not None:
-                raise ValueError("pass frame_mask or frame_lengths, not both")
+                raise ArgumentError("pass frame_mask or frame_lengths, not both")
             frame_mask = attention_key_mask(frame_lengths, hidden_states.shape[1])[:, 0, 0, :]
         elif frame_mask is not None:
             # Padded frames are zeroed before the positional conv sees them.
@@ -248,7 +249,7 @@ class WavLMEncoder(nn.Module):
     def __init__(self, config: WavLMConfig, *, use_sdpa: bool = False) -> None:
         super().__init__()
         if config.add_adapter:
-            raise ValueError("WavLM's output adapter (add_adapter=True) is not supported")
+            raise ConfigError("WavLM's output adapter (add_adapter=True) is not supported")
         self.config = config
         self.feature_extractor = ConvFeatureEncoder(config)
         # WavLM always normalises the conv features before projecting them.
@@ -278,7 +279,7 @@ class WavLMEncoder(nn.Module):
         lengths: torch.Tensor | None,
     ) -> tuple[torch.Tensor, ...]:
         if lengths is not None and attention_mask is not None:
-            raise ValueError("pass attention_mask or lengths, not both")
+            raise ArgumentError("pass attention_mask or lengths, not both")
         features = self.feature_extractor(input_values, lengths).transpose(1, 2)
         frame_mask = None
         if attention_mask is not None:
