@@ -28,6 +28,7 @@ __all__ = [
     "load_pickle_state_dict",
     "load_safetensors_folder",
     "load_state_dict_strict",
+    "packaged_checkpoint",
     "parameters_on_meta",
     "resolve_checkpoint",
     "save_safetensors_folder",
@@ -42,6 +43,21 @@ CONFIG_NAME = "config.json"
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.yaml", "*.pth", "*.ckpt", "*.bin"]
 
 
+# Checkpoints shipped inside the package (src/xcodec/pretrained/<name>/), found by bare
+# name with no network: the offline default of scripts/main_job.sh (issue 13).
+PACKAGED_CHECKPOINTS = ("xcodec2-demo",)
+
+
+def packaged_checkpoint(name: str) -> Path | None:
+    """The folder of the packaged checkpoint ``name`` (e.g. "xcodec2-demo"), or None if there is none."""
+    if name not in PACKAGED_CHECKPOINTS:
+        return None
+    folder = Path(__file__).resolve().parent.parent / "pretrained" / name
+    if not (folder / CONFIG_NAME).is_file():
+        raise CheckpointError(f"packaged checkpoint {name!r} is missing from this install ({folder})")
+    return folder
+
+
 def resolve_checkpoint(
     id_or_path: str | os.PathLike[str],
     *,
@@ -52,7 +68,8 @@ def resolve_checkpoint(
 ) -> Path:
     """Return a local folder (or file) holding the checkpoint ``id_or_path``.
 
-    A path that exists is returned as is. Anything else is taken as a Hugging Face hub
+    A path that exists is returned as is; a packaged name (:data:`PACKAGED_CHECKPOINTS`)
+    is the folder shipped in ``xcodec/pretrained``. Anything else is taken as a Hugging Face hub
     repo id and downloaded through ``huggingface_hub.snapshot_download`` (its cache,
     ``revision``, ``HF_HUB_OFFLINE`` and ``local_files_only`` are honoured).
     """
@@ -60,6 +77,9 @@ def resolve_checkpoint(
     if path.exists():
         return path
     text = str(id_or_path)
+    packaged = packaged_checkpoint(text)
+    if packaged is not None:
+        return packaged
     if text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep + os.sep in text:
         raise CheckpointError(f"checkpoint path {text!r} does not exist")
     try:
