@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 from _asserts import assert_codes_vary
-from _tiny import save_tiny_xcodec2, tiny_xcodec2, tiny_xcodec_dict
+from _tiny import tiny_xcodec2, tiny_xcodec_dict
 
 from xcodec.api import Codec
 from xcodec.auto import AutoModel
@@ -37,9 +37,14 @@ BUG_LENGTH = 4333
 
 
 @pytest.fixture(scope="module")
-def xcodec2_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def xcodec2_model() -> Xcodec2Model:
+    return tiny_xcodec2()
+
+
+@pytest.fixture(scope="module")
+def xcodec2_folder(tmp_path_factory: pytest.TempPathFactory, xcodec2_model: Xcodec2Model) -> Path:
     folder = tmp_path_factory.mktemp("tiny-xcodec2")
-    save_tiny_xcodec2(folder)
+    xcodec2_model.save_pretrained(folder)
     return folder
 
 
@@ -115,8 +120,8 @@ def test_isolate_items_propagates_bugs_and_job_errors(bad: int, kind: type[Excep
 
 
 # ---- the simple API -----------------------------------------------------------------------
-def test_api_encode_fails_only_the_bad_item(faulty_tokenize: None) -> None:
-    codec = Codec(tiny_xcodec2(), "tiny")
+def test_api_encode_fails_only_the_bad_item(xcodec2_model: Xcodec2Model, faulty_tokenize: None) -> None:
+    codec = Codec(xcodec2_model, "tiny")
     good_a, bad, good_b = _noise(8000, 1), _noise(BAD_LENGTH, 2), _noise(12000, 3)
     with pytest.raises(BatchError) as caught:
         codec.encode([good_a, bad, good_b], sampling_rate=16000)
@@ -129,8 +134,8 @@ def test_api_encode_fails_only_the_bad_item(faulty_tokenize: None) -> None:
         assert torch.equal(codes, codec.encode(item, sampling_rate=16000))
 
 
-def test_api_encode_lets_a_bug_propagate(faulty_tokenize: None) -> None:
-    codec = Codec(tiny_xcodec2(), "tiny")
+def test_api_encode_lets_a_bug_propagate(xcodec2_model: Xcodec2Model, faulty_tokenize: None) -> None:
+    codec = Codec(xcodec2_model, "tiny")
     with pytest.raises(RuntimeError, match="broken invariant"):
         codec.encode([_noise(8000, 1), _noise(BUG_LENGTH, 2)], sampling_rate=16000)
 
