@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from xcodec.configs.ssl import SslEncoderConfig
-from xcodec.errors import ConfigError
+from xcodec.errors import ArgumentError, ConfigError
 from xcodec.layers.activations import activation_function
 from xcodec.layers.layout import conv1d_time_major
 from xcodec.layers.masking import conv1d_output_lengths, masked_group_norm, zero_padding
@@ -26,6 +26,7 @@ __all__ = [
     "FeatureProjection",
     "HiddenStateAccumulator",
     "PositionalConvEmbedding",
+    "SslEncoder",
     "activation_function",
     "conv_output_lengths",
     "feature_frame_mask",
@@ -228,3 +229,75 @@ class HiddenStateAccumulator:
             return tuple(self.states)
         assert self.total is not None, "no hidden state was added"
         return (self.total / self.count,)
+
+
+class SslEncoder(nn.Module):
+    """The shell HuBERT and WavLM share: waveform -> conv features -> projection -> transformer.
+
+    Subclasses build ``config``, ``feature_extractor`` (:class:`ConvFeatureEncoder`),
+    ``feature_projection`` (:class:`FeatureProjection`) and ``encoder``, a transformer
+    called as ``encoder(hidden_states, frame_mask, mean_only=, frame_lengths=)`` that
+    returns every hidden state (or a 1-tuple of their mean).
+    """
+
+    config: SslEncoderConfig
+    feature_extractor: ConvFeatureEncoder
+    feature_projection: FeatureProjection
+    encoder: nn.Module
+
+    def _run(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        mean_only: bool,
+        lengths: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, ...]:
+        if lengths is not None and attention_mask is not None:
+            raise ArgumentError("pass attention_mask or lengths, not both")
+        features = self.feature_extractor(input_values, lengths).transpose(1, 2)
+        frame_mask = None
+        if attention_mask is not None:
+            frame_mask = feature_frame_mask(attention_mask, features.shape[1], self.config)
+        frame_lengths = None if lengths is None else self.feature_extractor.output_lengths(lengths)
+        hidden_states = self.feature_projection(features)
+        hidden: tuple[torch.Tensor, ...] = self.encoder(
+            hidden_states, frame_mask, mean_only=mean_only, frame_lengths=frame_lengths
+        )
+        return hidden
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Every hidden state, each (batch, frames, hidden_size).
+
+        input_values: (batch, samples) float waveform.
+        attention_mask: (batch, samples), 1 on valid samples (right padding), or None:
+            masks as the reference does (its conv GroupNorm still sees the padding).
+        lengths: (batch,) valid samples per item, or None: the batch-invariant path, each
+            item's first ``feature_extractor.output_lengths(lengths)`` frames equal its
+            alone-run (GroupNorm statistics, positional conv and attention keys over the
+            item's own frames); later frames are unspecified. Not with ``attention_mask``.
+        Returns ``num_hidden_layers + 1`` tensors: the embedding output (positional conv
+        added; normed for post-norm HuBERT), then each layer's output; exactly the
+        reference's ``output_hidden_states=True`` tuple. ``frames`` is
+        ``conv_output_lengths(samples)`` (samples // 320, minus 1 when samples % 320 < 80,
+        for the base conv stack).
+        """
+        return self._run(input_values, attention_mask, mean_only=False, lengths=lengths)
+
+    def mean_hidden_states(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean over all ``num_hidden_layers + 1`` hidden states, (batch, frames, hidden_size).
+
+        Arguments as in :meth:`forward`; the mean is over layers, frame by frame.
+        """
+        return self._run(input_values, attention_mask, mean_only=True, lengths=lengths)[0]

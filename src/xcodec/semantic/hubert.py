@@ -22,8 +22,8 @@ from xcodec.semantic.conv_frontend import (
     FeatureProjection,
     HiddenStateAccumulator,
     PositionalConvEmbedding,
+    SslEncoder,
     activation_function,
-    feature_frame_mask,
 )
 
 __all__ = ["FeedForward", "HubertAttention", "HubertEncoder", "HubertEncoderLayer", "HubertTransformer"]
@@ -141,7 +141,7 @@ class HubertTransformer(nn.Module):
         return collected.result()
 
 
-class HubertEncoder(nn.Module):
+class HubertEncoder(SslEncoder):
     """HuBERT: (batch, samples) 16 kHz waveform -> ``num_hidden_layers + 1`` hidden states.
 
     Inference only: no dropout, no SpecAugment. ``masked_spec_embed`` exists (when the
@@ -158,57 +158,3 @@ class HubertEncoder(nn.Module):
         if config.has_masked_spec_embed:
             self.masked_spec_embed = nn.Parameter(torch.zeros(config.hidden_size))
         self.encoder = HubertTransformer(config)
-
-    def _run(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        mean_only: bool,
-        lengths: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, ...]:
-        if lengths is not None and attention_mask is not None:
-            raise ArgumentError("pass attention_mask or lengths, not both")
-        features = self.feature_extractor(input_values, lengths).transpose(1, 2)
-        frame_mask = None
-        if attention_mask is not None:
-            frame_mask = feature_frame_mask(attention_mask, features.shape[1], self.config)
-        frame_lengths = None if lengths is None else self.feature_extractor.output_lengths(lengths)
-        hidden_states = self.feature_projection(features)
-        return self.encoder(hidden_states, frame_mask, mean_only=mean_only, frame_lengths=frame_lengths)
-
-    def forward(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        *,
-        lengths: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, ...]:
-        """Every hidden state, each (batch, frames, hidden_size).
-
-        input_values: (batch, samples) float waveform.
-        attention_mask: (batch, samples), 1 on valid samples (right padding), or None:
-            masks as the reference does (its conv GroupNorm still sees the padding).
-        lengths: (batch,) valid samples per item, or None: the batch-invariant path, each
-            item's first ``feature_extractor.output_lengths(lengths)`` frames equal its
-            alone-run (GroupNorm statistics, positional conv and attention keys over the
-            item's own frames); later frames are unspecified. Not with ``attention_mask``.
-        Returns ``num_hidden_layers + 1`` tensors: the embedding output (positional conv
-        added, normed for post-norm models), then each layer's output; exactly the
-        reference's ``output_hidden_states=True`` tuple. ``frames`` is
-        ``conv_output_lengths(samples)`` (samples // 320, minus 1 when samples % 320 < 80,
-        for the base conv stack).
-        """
-        return self._run(input_values, attention_mask, mean_only=False, lengths=lengths)
-
-    def mean_hidden_states(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        *,
-        lengths: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Mean over all ``num_hidden_layers + 1`` hidden states, (batch, frames, hidden_size).
-
-        Arguments as in :meth:`forward`; the mean is over layers, frame by frame.
-        """
-        return self._run(input_values, attention_mask, mean_only=True, lengths=lengths)[0]
