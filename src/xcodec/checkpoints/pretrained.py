@@ -51,7 +51,11 @@ def load_pretrained(
     checkpoint has one) becomes ``model.preprocessor``, the settings the model computes
     its own features with.
     """
-    hub_kwargs: dict[str, Any] = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+    hub_kwargs: dict[str, Any] = {
+        "cache_dir": cache_dir,
+        "local_files_only": local_files_only,
+        "token": token,
+    }
     path = resolve_checkpoint(
         id_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token
     )
