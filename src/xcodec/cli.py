@@ -277,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     from xcodec.dataset.cli import add_tokenize_command
 
     add_tokenize_command(sub)
+
+    from xcodec.evaluation.cli import add_eval_command
+
+    add_eval_command(sub)
     return parser
 
 

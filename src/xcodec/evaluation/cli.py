@@ -1,0 +1,104 @@
+"""The ``xcodec eval`` sub-command: quality metrics of a codec over audio files."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from xcodec.errors import XcodecError
+
+__all__ = ["add_eval_command"]
+
+# What ``xcodec eval`` needs beyond the core dependencies (the ``eval`` extra).
+_REQUIRED = ("pystoi", "pesq", "onnxruntime", "speechmos")
+_DTYPES = ("float32", "bfloat16", "float16")
+
+_DESCRIPTION = """\
+Encode and decode each file (folders: every audio file under them) and report, per file and
+on average: mel distance (log-mel L1), multi-resolution STFT distance, SI-SDR, SNR, log-mel
+correlation, STOI, PESQ wide-/narrow-band, DNSMOS SIG/BAK/OVRL, and codebook usage.
+--against MODEL2 or --dtype runs a second configuration (B) next to the first (A, float32)
+and reports token agreement. Exit status: 0 all files evaluated, 1 some failed, 2 the job
+could not run.
+"""
+
+
+class MissingExtraError(XcodecError):
+    """An optional dependency of ``xcodec eval`` is not installed; the message names the extra."""
+
+
+def _require_extras() -> None:
+    # find_spec, not import: speechmos's own modules import librosa, which we do not need
+    # (only its bundled ONNX files are read).
+    for module in _REQUIRED:
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(
+                f'xcodec eval needs {module}, which is not installed: pip install "xcodec[eval]"'
+            )
+
+
+def add_eval_command(subparsers: Any) -> None:
+    """Register ``eval`` on the ``xcodec`` command's subparsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "eval",
+        help="quality metrics of a codec over audio files",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="AUDIO_OR_DIR", help="audio files or folders")
+    p.add_argument("--model", required=True, help="hub id or local checkpoint")
+    p.add_argument("--bandwidth", type=float, default=None, help="kbps (X-Codec only; default: highest)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT", help="also write the report as JSON")
+    p.add_argument("--against", default=None, metavar="MODEL2", help="a second model to compare with")
+    p.add_argument(
+        "--dtype",
+        choices=_DTYPES,
+        default=None,
+        help="dtype of the second run (B); alone, compares the model in float32 with itself in this dtype",
+    )
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--no-perceptual", action="store_true", help="skip STOI, PESQ and DNSMOS (fast)")
+    p.add_argument("--offline", action="store_true", help="use only the local hub cache")
+    p.set_defaults(func=cmd_eval)
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if not args.no_perceptual:
+        _require_extras()
+    import torch
+
+    import xcodec
+    from xcodec.evaluation.runner import evaluate
+
+    offline = True if args.offline else None
+    codec = xcodec.load(args.model, device=args.device, local_files_only=offline)
+    against = None
+    if args.against is not None or args.dtype is not None:
+        dtype = getattr(torch, args.dtype or "float32")
+        against = xcodec.load(
+            args.against or args.model, device=args.device, dtype=dtype, local_files_only=offline
+        )
+    report = evaluate(
+        codec,
+        args.inputs,
+        bandwidth=args.bandwidth,
+        against=against,
+        perceptual=not args.no_perceptual,
+        progress=_progress,
+    )
+    print(report.format_table())
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    evaluated = sum(len(run.files) for run in report.runs)
+    if evaluated == 0:
+        return 1
+    return 1 if report.failures else 0
