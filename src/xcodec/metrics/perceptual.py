@@ -112,6 +112,10 @@ def _dnsmos_model_path() -> Path:
 def _dnsmos_session() -> Any:
     ort = require("onnxruntime")
     options = ort.SessionOptions()
+    # onnxruntime's idle worker threads otherwise busy-wait after each run, taking CPU
+    # from the codec's torch threads that run next in the same process.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(_dnsmos_model_path()), options, providers=["CPUExecutionProvider"])
 
 
