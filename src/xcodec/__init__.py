@@ -20,6 +20,7 @@ from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
 from xcodec.configs.xcodec import XcodecConfig
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import ArgumentError, AudioError, CheckpointError, ConfigError, XcodecError
+from xcodec.evaluation import EvalReport, evaluate
 from xcodec.features import NeuCodecFeatureExtractor, Xcodec2FeatureExtractor, XcodecFeatureExtractor
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
@@ -39,6 +40,7 @@ __all__ = [
     "CodecModel",
     "ConfigError",
     "DetokenizeResult",
+    "EvalReport",
     "HubertConfig",
     "ItemError",
     "NeuCodecConfig",
@@ -56,5 +58,6 @@ __all__ = [
     "XcodecFeatureExtractor",
     "XcodecModel",
     "__version__",
+    "evaluate",
     "load",
 ]
