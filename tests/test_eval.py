@@ -230,3 +230,67 @@ def test_cli_eval_without_the_extra_names_it(
     assert main(["eval", str(tmp_path), "--model", str(checkpoint)]) == 2
     err = capsys.readouterr().err
     assert "pesq" in err and 'pip install "xcodec[eval]"' in err
+
+
+def test_cli_eval_dtype_runs_a_second_configuration(
+    checkpoint: Path, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "speech.wav"
+    sf.write(source, speech[: RATE // 2].astype(np.float32), RATE)
+    out = tmp_path / "report.json"
+    argv = ["eval", str(source), "--model", str(checkpoint), "--dtype", "bfloat16", "--no-perceptual"]
+    assert main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [run["dtype"] for run in report["runs"]] == ["float32", "bfloat16"]
+    assert 0.0 <= report["token_agreement"] <= 1.0
+    for run in report["runs"]:
+        (item,) = run["files"]
+        assert item["metrics"]["stoi"] is None and math.isfinite(item["metrics"]["mel_distance"])
+    assert "token agreement" in capsys.readouterr().out
+
+
+def test_decoded_audio_at_another_rate_is_resampled_to_the_input_rate(
+    speech: np.ndarray, tmp_path: Path
+) -> None:
+    # NeuCodec encodes 16 kHz and decodes 24 kHz: the scores compare at 16 kHz.
+    from _asserts import assert_not_near_zero
+
+    from xcodec.api import Codec
+    from xcodec.configs.neucodec import NeuCodecConfig
+    from xcodec.evaluation import evaluate
+    from xcodec.models.neucodec import NeuCodecModel
+
+    semantic = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+    config = NeuCodecConfig.from_dict(
+        {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "head_dim": 16,
+            "encoder_hidden_size": 8,
+            "semantic_model_config": {**semantic, "conv_depthwise_kernel_size": 5},
+            "quantization_dim": 96,
+            "quantization_levels": [4, 4, 4, 4],
+        }
+    )
+    torch.manual_seed(0)
+    codec = Codec(NeuCodecModel(config), "tiny-neucodec")
+    assert (codec.input_sample_rate, codec.sample_rate) == (16000, 24000)
+    source = tmp_path / "speech.wav"
+    sf.write(source, speech[:RATE].astype(np.float32), RATE)
+
+    (run,) = evaluate(codec, [source], perceptual=False).runs
+    (item,) = run.files
+    decoded = codec.decode(codec.encode(str(source)))
+    assert_not_near_zero(decoded)
+    at_16k = resample(decoded, 24000, 16000)
+    reference = codec.prepare(source).waveform
+    assert item.metrics["mel_distance"] == pytest.approx(
+        metrics.mel_distance(reference, at_16k, RATE), abs=1e-9
+    )
+    assert item.metrics["snr"] == pytest.approx(metrics.snr_db(reference, at_16k), abs=1e-6)
+    assert item.metrics["mel_distance"] != pytest.approx(
+        metrics.mel_distance(reference, decoded, RATE), abs=1e-3
+    )

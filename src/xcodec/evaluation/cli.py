@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,18 +65,16 @@ def add_eval_command(subparsers: Any) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     if not args.no_perceptual:
         _require_extras()
     import torch
+    from tqdm import tqdm
 
     import xcodec
-    from xcodec.evaluation.runner import evaluate
+    from xcodec.evaluation.runner import evaluate, expand_inputs
 
+    files = expand_inputs(args.inputs)  # an empty folder fails before the model loads
     offline = True if args.offline else None
     codec = xcodec.load(args.model, device=args.device, local_files_only=offline)
     against = None
@@ -86,14 +83,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
         against = xcodec.load(
             args.against or args.model, device=args.device, dtype=dtype, local_files_only=offline
         )
-    report = evaluate(
-        codec,
-        args.inputs,
-        bandwidth=args.bandwidth,
-        against=against,
-        perceptual=not args.no_perceptual,
-        progress=_progress,
-    )
+    with tqdm(total=len(files) * (1 if against is None else 2), desc="evaluating", unit="file") as bar:
+
+        def progress(line: str) -> None:
+            bar.set_postfix_str(line[-60:], refresh=False)
+            bar.update(1)
+
+        report = evaluate(
+            codec,
+            files,
+            bandwidth=args.bandwidth,
+            against=against,
+            perceptual=not args.no_perceptual,
+            progress=progress,
+        )
     print(report.format_table())
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

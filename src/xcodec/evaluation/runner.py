@@ -96,8 +96,6 @@ def _run(
     codes_by_file: dict[str, torch.Tensor] = {}
     for index, path in enumerate(files):
         source = str(path)
-        if progress is not None:
-            progress(f"[{label}] {index + 1}/{len(files)} {source}")
         try:
             prepared = codec.prepare(path, index=index)  # (samples,) at the codec's input rate
             codes = codec.encode_prepared([prepared], bandwidth=bandwidth)[0]
@@ -112,6 +110,9 @@ def _run(
                 raise  # a job-level error, not one per file
             failures.setdefault(source, str(exc))
             continue
+        finally:
+            if progress is not None:
+                progress(f"[{label}] {source}")
         duration = prepared.waveform.shape[-1] / codec.input_sample_rate
         results.append(FileResult(source, duration, metrics))
         codes_by_file[source] = codes
@@ -140,7 +141,7 @@ def evaluate(
         files are scored the same way and ``token_agreement`` compares the two runs' codes
         over the files both encoded (bandwidth ``against_bandwidth``, default ``bandwidth``).
     perceptual: False skips STOI, PESQ and DNSMOS (the ``eval`` extra; most of the time).
-    progress: called with one line per file and run.
+    progress: called after each file of each run with a short line naming them.
 
     A file that cannot be read or encoded is listed in ``failures``; the others are
     still evaluated. A bandwidth the model lacks raises ArgumentError.

@@ -64,7 +64,7 @@ def codebook_usage(codes: Sequence[torch.Tensor | np.ndarray], codebook_size: in
         p = counts / counts.sum() if counts.size else counts.astype(np.float64)
         entropy = float(-(p * np.log2(p)).sum()) if p.size else 0.0
         distinct = int(counts.size)
-        result.append(CodebookUsage(distinct, distinct / codebook_size, max(entropy, 0.0)))
+        result.append(CodebookUsage(distinct, distinct / codebook_size, entropy if entropy > 0 else 0.0))
     return result
 
 
