@@ -31,6 +31,44 @@ from xcodec.train import (
     reinit_for_training_,
     semantic_loss,
 )
+from xcodec.train.init import standardise_fsq_input_
+
+# The acoustic encoder has no normalisation: its 15 residual units each add a unit-variance
+# branch, so activations grow ~3x per unit and a few hundred AdamW steps at fan-in init
+# blew them up to 1e7 (codes collapsed to one value; measured in the first demo run).
+# Starting each residual branch at a tenth (the "skip-init" idea) keeps the stack near
+# identity, so the encoder output stays O(1) while it learns.
+RESIDUAL_SCALE = 0.1
+PROJECT_IN_LR_SCALE = 0.1
+
+
+@torch.no_grad()
+def damp_encoder_residuals_(model: Xcodec2Model, scale: float) -> None:
+    """Scale the last conv of every acoustic-encoder residual unit by ``scale``, then re-standardise the FSQ input."""
+    for name, module in model.acoustic_encoder.named_modules():
+        if "res_unit" in name and name.endswith("conv2") and isinstance(module, torch.nn.Conv1d):
+            module.weight.mul_(scale)
+    standardise_fsq_input_(model)
+
+
+@torch.no_grad()
+def standardise_fsq_input_on_speech_(model: Xcodec2Model, audio: torch.Tensor) -> None:
+    """As ``standardise_fsq_input_`` but on speech ``audio`` (batch, samples), not white noise.
+
+    The noise-clip standardisation left the FSQ inputs of speech at 10-30x unit spread in
+    the second and third demo runs (the bound saturated: ~40 distinct codes per 200 frames).
+    """
+    captured: list[torch.Tensor] = []
+    project_in = model.quantizer.project_in
+    handle = project_in.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    try:
+        model.encode(audio[:, None, :])
+    finally:
+        handle.remove()
+    values = captured[0].float().reshape(-1, captured[0].shape[-1])
+    mean, std = values.mean(dim=0), values.std(dim=0).clamp(min=1e-8)
+    project_in.weight.div_(std[:, None])
+    project_in.bias.sub_(mean).div_(std)
 
 
 def load_corpus(data: Path, segment: int) -> list[np.ndarray]:
@@ -64,14 +102,23 @@ def main(argv: list[str] | None = None) -> int:
         assert recipe.model is not None
         model = Xcodec2Model(Xcodec2Config.from_dict(recipe.model))
         reinit_for_training_(model, recipe.seed, include_semantic_encoder=True)
+        damp_encoder_residuals_(model, RESIDUAL_SCALE)
         state = None
     generator = TrainableXcodec2(model, freeze=recipe.freeze)
     generator.train()
     mel_loss = MultiScaleMelLoss(recipe.sample_rate, recipe.mel_loss.n_mels, recipe.mel_loss.windows)
     opt = recipe.optimizer
-    optimizer = torch.optim.AdamW(
-        generator.trainable_parameters(), lr=1.0, betas=opt.betas, weight_decay=opt.weight_decay, eps=opt.eps
-    )
+    # AdamW moves every weight by ~lr per step whatever its gradient's size, so the FSQ
+    # input projection (160 inputs summed coherently) grew 10-50x in 200 steps at lr 1e-3
+    # in the second demo run: the bound saturated and the codes sat on a few corners. It
+    # learns at a tenth of the rate.
+    project_in = {id(p) for p in model.quantizer.project_in.parameters()}
+    params = generator.trainable_parameters()
+    groups = [
+        {"params": [p for p in params if id(p) not in project_in], "scale": 1.0},
+        {"params": [p for p in params if id(p) in project_in], "scale": PROJECT_IN_LR_SCALE},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=1.0, betas=opt.betas, weight_decay=opt.weight_decay, eps=opt.eps)
     step, elapsed = 0, 0.0
     rng = np.random.default_rng(recipe.seed)
     if state is not None:
@@ -80,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         step, elapsed = int(state["step"]), float(state["elapsed"])
         rng = np.random.default_rng([recipe.seed, step])
     clips = load_corpus(args.data, segment)
+    if state is None:
+        probe = np.random.default_rng(recipe.seed + 1)
+        picks = [clips[int(i)] for i in probe.integers(len(clips), size=16)]
+        standardise_fsq_input_on_speech_(model, torch.from_numpy(np.stack([c[:segment] for c in picks])))
     print(f"{len(clips)} clips; starting at step {step}", flush=True)
     start = time.time() - elapsed
     while step < max_steps:
@@ -90,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             batch.append(clip[offset : offset + segment])
         audio = torch.from_numpy(np.stack(batch))
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, recipe)
+            group["lr"] = lr_at(step, recipe) * group["scale"]
         out = generator(audio)
         mel = mel_loss(out.audio, audio)
         sem = semantic_loss(out.semantic_pred, out.semantic_target)
@@ -103,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if step % 10 == 0:
             print(
                 f"step {step} t {time.time() - start:.0f} lr {lr_at(step, recipe):.2e} "
-                f"mel {mel.item():.4f} sem {sem.item():.4f}",
+                f"mel {mel.item():.4f} sem {sem.item():.4f} distinct_codes {out.codes.unique().numel()}",
                 flush=True,
             )
         if step % args.save_every == 0 or step == max_steps:
