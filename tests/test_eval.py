@@ -231,6 +231,13 @@ def test_cli_eval_without_the_extra_names_it(
     err = capsys.readouterr().err
     assert "pesq" in err and 'pip install "xcodec[eval]"' in err
 
+    # The Python API says so once, before reading any file (not one failure per file).
+    import xcodec
+    from xcodec.errors import XcodecError
+
+    with pytest.raises(XcodecError, match=r"'pesq'.*xcodec\[eval\]"):
+        xcodec.evaluate(xcodec.load(checkpoint), [tmp_path / "missing.wav"])
+
 
 def test_cli_eval_dtype_runs_a_second_configuration(
     checkpoint: Path, speech: np.ndarray, tmp_path: Path, capsys: pytest.CaptureFixture[str]

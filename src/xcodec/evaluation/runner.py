@@ -13,6 +13,7 @@ from xcodec.audio import resample
 from xcodec.errors import ArgumentError, XcodecError
 from xcodec.evaluation.report import EvalReport, FileResult, ItemFailure, RunReport
 from xcodec.metrics import (
+    check_available,
     codebook_usage,
     dnsmos,
     mel_correlation,
@@ -106,8 +107,6 @@ def _run(
                 prepared.waveform.float(), decoded, codec.input_sample_rate, perceptual=perceptual
             )
         except XcodecError as exc:
-            if isinstance(exc, ArgumentError) and "bandwidth" in str(exc):
-                raise  # a job-level error, not one per file
             failures.setdefault(source, str(exc))
             continue
         finally:
@@ -144,11 +143,18 @@ def evaluate(
     progress: called after each file of each run with a short line naming them.
 
     A file that cannot be read or encoded is listed in ``failures``; the others are
-    still evaluated. A bandwidth the model lacks raises ArgumentError.
+    still evaluated. A bandwidth the model lacks raises ArgumentError, and a missing
+    ``eval`` extra (with ``perceptual``) an XcodecError naming it, before any file is read.
     """
     paths = expand_inputs(files)
     if not paths:
         raise ArgumentError("evaluate: no files given")
+    # Job-level errors first, not one failure per file.
+    if perceptual:
+        check_available()
+    codec.model.check_bandwidth(bandwidth)
+    if against is not None:
+        against.model.check_bandwidth(bandwidth if against_bandwidth is None else against_bandwidth)
     failures: dict[str, str] = {}
     first, first_codes = _run(codec, paths, "A", bandwidth, perceptual, failures, progress)
     runs = [first]

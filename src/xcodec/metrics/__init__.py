@@ -13,7 +13,7 @@ estimate are cut to the shorter length first (:func:`align`). Signatures are
 """
 
 from xcodec.metrics.codes import CodebookUsage, codebook_usage, token_agreement
-from xcodec.metrics.perceptual import DnsmosScores, dnsmos, pesq_nb, pesq_wb, stoi
+from xcodec.metrics.perceptual import DnsmosScores, check_available, dnsmos, pesq_nb, pesq_wb, stoi
 from xcodec.metrics.signal import align, si_sdr, snr_db
 from xcodec.metrics.spectral import (
     MEL_CONFIG,
@@ -32,6 +32,7 @@ __all__ = [
     "DnsmosScores",
     "MelConfig",
     "align",
+    "check_available",
     "codebook_usage",
     "dnsmos",
     "log_mel",

@@ -25,7 +25,7 @@ from xcodec.audio import resample
 from xcodec.errors import XcodecError
 from xcodec.metrics.signal import align, as_mono_float64
 
-__all__ = ["DnsmosScores", "dnsmos", "pesq_nb", "pesq_wb", "require", "stoi"]
+__all__ = ["DnsmosScores", "check_available", "dnsmos", "pesq_nb", "pesq_wb", "require", "stoi"]
 
 EVAL_EXTRA = 'pip install "xcodec[eval]"'
 PERCEPTUAL_RATE = 16000
@@ -45,6 +45,17 @@ def require(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise XcodecError(f"this metric needs {module!r}, which is not installed: {EVAL_EXTRA}") from exc
+
+
+def check_available() -> None:
+    """Raise an XcodecError naming the ``eval`` extra if any library these metrics use is missing.
+
+    Uses ``find_spec`` (no import): speechmos's modules import librosa, which only its
+    P.808 model needs; we read its bundled ONNX files and import nothing from it.
+    """
+    for module in ("pystoi", "pesq", "onnxruntime", "speechmos"):
+        if importlib.util.find_spec(module) is None:
+            raise XcodecError(f"perceptual metrics need {module!r}, which is not installed: {EVAL_EXTRA}")
 
 
 def _at_rate(audio: Any, sample_rate: int, target: int, name: str) -> np.ndarray:
