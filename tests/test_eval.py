@@ -177,8 +177,8 @@ def test_cli_eval_reports_every_metric_and_isolates_a_bad_file(
 ) -> None:
     audio_dir = tmp_path / "audio"
     audio_dir.mkdir()
-    # 2.3 s: DNSMOS doubles it to 9.2 s, one 9.01 s window (2 s would take seven).
-    sf.write(audio_dir / "speech.wav", speech[: int(2.3 * RATE)].astype(np.float32), RATE)
+    # 1.2 s: DNSMOS doubles it to 9.6 s, one 9.01 s window (2 s would take seven).
+    sf.write(audio_dir / "speech.wav", speech[: int(1.2 * RATE)].astype(np.float32), RATE)
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF not really audio")
     out = tmp_path / "report.json"
@@ -194,7 +194,7 @@ def test_cli_eval_reports_every_metric_and_isolates_a_bad_file(
     assert len(report["runs"]) == 2
     first, second = report["runs"]
     (item,) = first["files"]
-    assert item["duration"] == pytest.approx(2.3)
+    assert item["duration"] == pytest.approx(1.2)
     assert set(item["metrics"]) == set(report["metrics"])
     assert all(isinstance(v, float) and math.isfinite(v) for v in item["metrics"].values()), item["metrics"]
     assert item["metrics"] == second["files"][0]["metrics"]
