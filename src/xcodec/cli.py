@@ -278,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tokenize_command(sub)
 
+    from xcodec.train.cli import add_train_command
+
+    add_train_command(sub)
+
     from xcodec.evaluation.cli import add_eval_command
 
     add_eval_command(sub)
