@@ -351,11 +351,6 @@ def test_xcodec2_model_card_batch_example(
     assert_audio_close(audio_values, decoded)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="graph breaks in the fast paths (e.g. torch.mul(..., out=) in layers/alias_free.py); "
-    "being made traceable under issue 10 part 2",
-)
 def test_xcodec2_model_card_torch_compile_example(
     xcodec2_checkpoint: tuple[Any, str], dataset: list[dict[str, Any]]
 ) -> None:

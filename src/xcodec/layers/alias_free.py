@@ -260,7 +260,12 @@ class _PolyphaseTaps:
         for phase, taps in enumerate(self.up):
             target = phases[:, phase, down_left : down_left + T]
             (offset, weight), *rest = taps
-            torch.mul(rows_padded[:, up_left + offset : up_left + offset + T], weight, out=target)
+            first = rows_padded[:, up_left + offset : up_left + offset + T]
+            if torch.compiler.is_compiling():
+                # Dynamo cannot trace ``out=``; the copy is fused away by the compiler anyway.
+                target.copy_(first * weight)
+            else:
+                torch.mul(first, weight, out=target)
             for offset, weight in rest:
                 target.add_(rows_padded[:, up_left + offset : up_left + offset + T], alpha=weight)
         valid = phases[:, :, down_left : down_left + T]

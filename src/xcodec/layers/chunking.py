@@ -86,8 +86,9 @@ def run_chunked(
     B, _, T = x.shape
     if chunk % down or halo % down:
         raise ValueError(f"chunk ({chunk}) and halo ({halo}) must be multiples of {down}")
-    if x.device.type != "cpu" or chunk + 2 * halo >= T:
-        # Accelerators have no page-fault problem and want large kernels: run whole.
+    if x.device.type != "cpu" or chunk + 2 * halo >= T or torch.compiler.is_compiling():
+        # Accelerators have no page-fault problem and want large kernels: run whole. A
+        # compiled graph runs whole too (per-item ends are data-dependent Python ints).
         return stage(x, lengths)
     # Steps past an item's end only feed its outputs past its valid ones (unspecified, 0
     # here), so each item runs to a halo past its end: a padded batch costs the items'

@@ -76,6 +76,10 @@ def lengths_if_padded(lengths: torch.Tensor | None, max_length: int) -> torch.Te
     if lengths is None:
         return None
     lengths = lengths.to(torch.long).clamp(max=max_length)
+    if torch.compiler.is_compiling():
+        # No value-dependent branch in a compiled graph: the masked path gives the same
+        # values on a full batch, only slower.
+        return lengths
     if bool((lengths == max_length).all()):
         return None
     return lengths

@@ -292,7 +292,10 @@ class XcodecModel(CodecModel):
         """
         pad = self.hop_length // 2
         code_lengths = self.code_lengths_for(lengths)
-        too_short = (code_lengths < 1).nonzero().flatten().tolist()
+        # Value checks and value-dependent branches read tensors back to Python: a compiled
+        # graph skips the checks and always takes the general (per-item shift) path.
+        compiling = torch.compiler.is_compiling()
+        too_short = [] if compiling else (code_lengths < 1).nonzero().flatten().tolist()
         if too_short:
             described = ", ".join(f"item {i} ({int(lengths[i])} samples)" for i in too_short)
             raise AudioError(f"too short for X-Codec, no frame: {described}")
@@ -314,12 +317,12 @@ class XcodecModel(CodecModel):
         plain_frames = self.acoustic_encoder.output_lengths(lengths)
         shifted = plain_frames != code_lengths
         unaligned = shifted & (self.acoustic_encoder.output_lengths(semantic_lengths) != code_lengths)
-        if bool(unaligned.any()):
+        if not compiling and bool(unaligned.any()):
             items = unaligned.nonzero().flatten().tolist()
             raise AudioError(f"cannot align the acoustic and semantic frames of items {items}")
         acoustic_input = waveform[:, None, :]
         acoustic_lengths = lengths
-        if bool(shifted.any()):
+        if compiling or bool(shifted.any()):
             acoustic_input = torch.where(
                 shifted[:, None, None],
                 F.pad(acoustic_input, (pad, pad)),
@@ -376,8 +379,10 @@ class XcodecModel(CodecModel):
         frame_lengths = None
         if code_lengths is not None:
             code_lengths = torch.as_tensor(code_lengths).to(self.device, torch.long)
-            if code_lengths.shape != (batch,) or bool(
-                ((code_lengths < 0) | (code_lengths > num_frames)).any()
+            # Value checks read tensors back to Python: skipped inside a compiled graph.
+            if code_lengths.shape != (batch,) or (
+                not torch.compiler.is_compiling()
+                and bool(((code_lengths < 0) | (code_lengths > num_frames)).any())
             ):
                 raise ArgumentError(
                     f"code_lengths must be {batch} values in 0..{num_frames}, got {code_lengths.tolist()}"
@@ -385,8 +390,10 @@ class XcodecModel(CodecModel):
             frame_lengths = lengths_if_padded(code_lengths, num_frames)
             # Codes past an item's end are never read: any filler value is fine there.
             audio_codes = zero_padding(audio_codes, frame_lengths)
-        if audio_codes.numel() and (
-            int(audio_codes.min()) < 0 or int(audio_codes.max()) >= self.codebook_size
+        if (
+            audio_codes.numel()
+            and not torch.compiler.is_compiling()
+            and (int(audio_codes.min()) < 0 or int(audio_codes.max()) >= self.codebook_size)
         ):
             raise ArgumentError(
                 f"audio_codes must lie in 0..{self.codebook_size - 1}, "
