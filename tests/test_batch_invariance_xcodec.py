@@ -26,22 +26,22 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from test_xcodec_model import TINY_BANDWIDTHS, assert_codes_match, tiny_reference  # noqa: E402
 
-import xcodec.layers.dac  # noqa: E402
-import xcodec.layers.semantic_conv  # noqa: E402
 import xcodec.models.xcodec  # noqa: E402
 import xcodec.semantic.conv_frontend  # noqa: E402
 import xcodec.semantic.hubert  # noqa: E402
 import xcodec.semantic.wavlm  # noqa: E402
+import xcodec.stages.dac  # noqa: E402
+import xcodec.stages.semantic_adapter  # noqa: E402
 from xcodec.api import Codec  # noqa: E402
 from xcodec.checkpoints.xcodec import load_xcodec  # noqa: E402
 from xcodec.configs.ssl import HubertConfig, WavLMConfig  # noqa: E402
 from xcodec.errors import AudioError  # noqa: E402
-from xcodec.layers.dac import DacDecoder, DacEncoder  # noqa: E402
-from xcodec.layers.masking import lengths_to_mask  # noqa: E402
-from xcodec.layers.semantic_conv import SemanticEncoder  # noqa: E402
 from xcodec.models.xcodec import XcodecModel  # noqa: E402
+from xcodec.ops.masking import lengths_to_mask  # noqa: E402
 from xcodec.semantic.hubert import HubertEncoder  # noqa: E402
 from xcodec.semantic.wavlm import WavLMEncoder  # noqa: E402
+from xcodec.stages.dac import DacDecoder, DacEncoder  # noqa: E402
+from xcodec.stages.semantic_adapter import SemanticEncoder  # noqa: E402
 
 HOP = 320
 # The shortest input that gives a frame: the teacher needs 400 samples and X-Codec adds 320.
@@ -287,8 +287,8 @@ def test_unpadded_batch_runs_the_plain_path_bit_for_bit(
         return run
 
     for module in (
-        xcodec.layers.dac,
-        xcodec.layers.semantic_conv,
+        xcodec.stages.dac,
+        xcodec.stages.semantic_adapter,
         xcodec.semantic.conv_frontend,
         xcodec.semantic.hubert,
         xcodec.semantic.wavlm,

@@ -24,7 +24,8 @@ from torch import nn
 
 from xcodec.api import Codec
 from xcodec.features import Xcodec2FeatureExtractor
-from xcodec.layers.masking import (
+from xcodec.models.xcodec2 import Xcodec2Model
+from xcodec.ops.masking import (
     attention_key_mask,
     conv1d_output_lengths,
     conv_transpose_output_lengths,
@@ -35,7 +36,6 @@ from xcodec.layers.masking import (
     replicate_pad,
     zero_padding,
 )
-from xcodec.models.xcodec2 import Xcodec2Model
 
 HOP = 320
 AUDIO_TOLERANCE = 1e-4  # of the expected audio's peak (the control below: absolute)

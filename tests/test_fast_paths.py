@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from xcodec.layers.alias_free import AntiAliasedActivation1d
-from xcodec.layers.bigcodec import AcousticEncoder
-from xcodec.layers.chunking import run_chunked
-from xcodec.layers.dac import DacDecoder, DacEncoder, Snake1d
-from xcodec.layers.layout import conv1d_time_major, is_time_major
+from xcodec.layers.snake import Snake1d
+from xcodec.ops.chunking import run_chunked
+from xcodec.ops.layout import conv1d_time_major, is_time_major
+from xcodec.stages.bigcodec import AcousticEncoder
+from xcodec.stages.dac import DacDecoder, DacEncoder
 
 RELATIVE = 1e-5
 

@@ -12,9 +12,14 @@ Layers, bottom to top (a module may import its own rank or lower, never higher):
    table where the I/O layer plugs its loaders in (names only, imported on use).
 1. The data path and the interface it implements: ``base`` (the codec interface, its
    ``from_pretrained`` through the registry), ``audio``, ``fbank`` (the Kaldi filterbank
-   math), ``features`` (padding rules, extractors), ``layers/``, ``semantic/``,
-   ``windowing`` (the plan and stitch math of long-audio windows), ``metrics/``,
-   ``streaming`` (stream state, if it gets a module of its own).
+   math), ``features`` (padding rules, extractors), ``windowing`` (the plan and stitch
+   math of long-audio windows), ``metrics/``, ``streaming`` (stream state, if it gets a
+   module of its own). Inside the model's data path, three sub-ranks:
+
+   - 1 ``ops/``: runtime helpers (lengths and masks of padded batches, chunking, layout);
+   - 1.2 ``layers/``: building blocks (Snake, anti-aliasing, FSQ, RVQ, transformer, ISTFT);
+   - 1.4 ``stages/`` and ``semantic/``: codec stages (BigCodec, DAC, Vocos, the semantic
+     adapter) and the semantic encoders, assembled from blocks.
 2. ``models/``: assemble the data path into codecs; no I/O. ``runtime`` (options that set
    how the models' modules compute).
 3. ``checkpoints/`` (all I/O: hub resolution, safetensors, key maps, weight-norm folding)
@@ -34,7 +39,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "xcodec"
 
 # First component under xcodec -> rank; a full dotted name overrides its package's rank.
-RANKS: dict[str, int] = {
+RANKS: dict[str, float] = {
     "errors": 0,
     "configs": 0,
     "registry": 0,
@@ -42,8 +47,10 @@ RANKS: dict[str, int] = {
     "audio": 1,
     "features": 1,
     "fbank": 1,
-    "layers": 1,
-    "semantic": 1,
+    "ops": 1,
+    "layers": 1.2,
+    "stages": 1.4,
+    "semantic": 1.4,
     "windowing": 1,
     "metrics": 1,
     "streaming": 1,
@@ -57,7 +64,7 @@ RANKS: dict[str, int] = {
 TOP_RANK = 5  # cli, dataset, train, onnx, evaluation, the package root, anything new
 
 
-def rank_of(module: str) -> int:
+def rank_of(module: str) -> float:
     """Rank of a dotted module name under ``xcodec`` (see the module docstring)."""
     parts = module.split(".")
     if parts == [PACKAGE]:
@@ -244,12 +251,17 @@ def test_checker_finds_lazy_upward_import_and_cycle(tmp_path: Path) -> None:
                 "import importlib\nimportlib.import_module('xcodec.api')\n"
             ),
             "api.py": "",
+            "ops/__init__.py": "",
+            "ops/helper.py": "def f():\n    from xcodec.stages import vocos\n",
+            "stages/__init__.py": "",
+            "stages/vocos.py": "",
         },
     )
     upward = upward_imports(graph)
     assert upward == [
-        "xcodec.layers.block:5 -> xcodec.api (rank 1 imports rank 4)",
+        "xcodec.layers.block:5 -> xcodec.api (rank 1.2 imports rank 4)",
         "xcodec.models.codec:2 -> xcodec.checkpoints.codec (rank 2 imports rank 3)",
+        "xcodec.ops.helper:2 -> xcodec.stages.vocos (rank 1 imports rank 1.4)",
     ]
     assert import_cycles(graph) == [["xcodec.checkpoints.codec", "xcodec.models.codec"]]
 

@@ -25,7 +25,7 @@ from transformers.models.xcodec2 import modeling_xcodec2 as ref_modeling  # noqa
 from xcodec.configs.xcodec2 import Xcodec2Config  # noqa: E402
 from xcodec.layers.alias_free import AntiAliasedActivation1d, kaiser_sinc_filter1d  # noqa: E402
 from xcodec.layers.fsq import ProjectedFSQ  # noqa: E402
-from xcodec.layers.vocos import RotaryEmbedding, TransformerLayer  # noqa: E402
+from xcodec.layers.transformer import RotaryEmbedding, TransformerLayer  # noqa: E402
 from xcodec.models.xcodec2 import Xcodec2Model  # noqa: E402
 
 HOP = 320

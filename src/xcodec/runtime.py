@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 
 from xcodec.base import CodecModel
-from xcodec.layers.bigcodec import AcousticEncoder
-from xcodec.layers.dac import DacDecoder, DacEncoder
 from xcodec.models.xcodec2 import Xcodec2Decoder
 from xcodec.semantic.wavlm import WavLMEncoder
+from xcodec.stages.bigcodec import AcousticEncoder
+from xcodec.stages.dac import DacDecoder, DacEncoder
 from xcodec.windowing import WindowConfig
 
 __all__ = ["RuntimeOptions", "apply_runtime_options"]

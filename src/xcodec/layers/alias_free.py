@@ -7,7 +7,7 @@ keeps the output band-limited. Both resamplers preserve the length: ``(B, C, T)`
 
 Both filters replicate-pad their input, so an item alone sees copies of its last sample
 past its end. In a padded batch, ``lengths`` (batch,) makes them fill each item's padding
-with that sample (:func:`xcodec.layers.masking.replicate_pad`), so valid outputs equal
+with that sample (:func:`xcodec.ops.masking.replicate_pad`), so valid outputs equal
 the item's alone-run exactly; ``lengths=None`` is the plain computation.
 
 The filters are fixed (non-persistent buffers), so none of this adds state-dict keys
@@ -33,41 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xcodec.layers.layout import time_major
-from xcodec.layers.masking import replicate_pad
+from xcodec.layers.snake import SnakeBeta
+from xcodec.ops.layout import time_major
+from xcodec.ops.masking import replicate_pad
 
-__all__ = ["AntiAliasedActivation1d", "DownSample1d", "SnakeBeta", "UpSample1d", "kaiser_sinc_filter1d"]
-
-
-class SnakeBeta(nn.Module):
-    """``x + sin(x * e^alpha)^2 / e^beta`` per channel (alpha, beta stored as logarithms).
-
-    x: (batch, channels, time) -> (batch, channels, time).
-    """
-
-    # Keeps 1 / e^beta finite; part of the reference arithmetic, so it stays.
-    no_div_by_zero = 1e-9
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.alpha = nn.Parameter(torch.zeros(channels))
-        self.beta = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frequency = self.alpha.exp()[None, :, None]
-        inverse_magnitude = 1.0 / (self.beta.exp()[None, :, None] + self.no_div_by_zero)
-        return x + inverse_magnitude * torch.sin(x * frequency).pow(2)
-
-    def forward_(self, x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
-        """In place, channels on ``channel_dim``; the same arithmetic as :meth:`forward`
-        (``pow(2)`` is a product, and ``+``/``*`` commute exactly)."""
-        shape = [1] * x.dim()
-        shape[channel_dim] = -1
-        frequency = self.alpha.exp().to(x.dtype).view(shape)
-        inverse_magnitude = (1.0 / (self.beta.exp() + self.no_div_by_zero)).to(x.dtype).view(shape)
-        wave = torch.mul(x, frequency)
-        wave.sin_().square_().mul_(inverse_magnitude)
-        return x.add_(wave)
+__all__ = ["AntiAliasedActivation1d", "DownSample1d", "UpSample1d", "kaiser_sinc_filter1d"]
 
 
 def kaiser_sinc_filter1d(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
@@ -241,7 +211,7 @@ class _PolyphaseTaps:
         return up + max(abs(offset) for _, offset, _ in self.down)
 
     def apply(self, x: torch.Tensor, lengths: torch.Tensor | None, act: SnakeBeta) -> torch.Tensor:
-        """x: (batch, channels, time) -> same, stored time-major (see :mod:`xcodec.layers.layout`).
+        """x: (batch, channels, time) -> same, stored time-major (see :mod:`xcodec.ops.layout`).
 
         Works on the (batch, time, channels) storage, so each tap is a pass over whole
         contiguous rows; a channels-first input is transposed (copied) first.
@@ -292,7 +262,7 @@ def _replicate_pad_rows(
     """(batch, time, channels) -> (batch, left + time + right, channels), replicate-padded along time.
 
     With ``lengths`` each item's ``right`` steps after its end repeat its last valid step,
-    as the item alone padded this way gets them (see :func:`xcodec.layers.masking.replicate_pad`).
+    as the item alone padded this way gets them (see :func:`xcodec.ops.masking.replicate_pad`).
     """
     B, T, C = rows.shape
     padded = torch.cat([rows[:, :1].expand(B, left, C), rows, rows[:, T - 1 :].expand(B, right, C)], dim=1)

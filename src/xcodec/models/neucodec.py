@@ -31,13 +31,13 @@ import torch
 from xcodec.base import TokenizeResult
 from xcodec.configs.neucodec import NeuCodecConfig
 from xcodec.errors import AudioError
-from xcodec.layers.masking import mask_to_lengths
 from xcodec.models.xcodec2 import (
     Xcodec2DecoderOutput,
     Xcodec2EncoderOutput,
     Xcodec2Model,
     Xcodec2Output,
 )
+from xcodec.ops.masking import mask_to_lengths
 
 if TYPE_CHECKING:
     from xcodec.features import Xcodec2FeatureExtractor

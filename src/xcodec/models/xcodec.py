@@ -30,12 +30,12 @@ from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
 from xcodec.configs.ssl import HubertConfig, WavLMConfig
 from xcodec.configs.xcodec import XcodecConfig
 from xcodec.errors import ArgumentError, AudioError
-from xcodec.layers.dac import DacDecoder, DacEncoder
-from xcodec.layers.masking import lengths_if_padded, mask_to_lengths, zero_padding
 from xcodec.layers.rvq import ResidualVectorQuantizer
-from xcodec.layers.semantic_conv import SemanticDecoder, SemanticEncoder
+from xcodec.ops.masking import lengths_if_padded, mask_to_lengths, zero_padding
 from xcodec.semantic.hubert import HubertEncoder
 from xcodec.semantic.wavlm import WavLMEncoder
+from xcodec.stages.dac import DacDecoder, DacEncoder
+from xcodec.stages.semantic_adapter import SemanticDecoder, SemanticEncoder
 
 __all__ = ["XcodecDecoderOutput", "XcodecEncoderOutput", "XcodecModel", "XcodecOutput"]
 

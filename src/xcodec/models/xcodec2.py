@@ -24,17 +24,19 @@ from torch import nn
 from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import ArgumentError
-from xcodec.layers.bigcodec import AcousticEncoder
 from xcodec.layers.fsq import ProjectedFSQ
-from xcodec.layers.masking import (
+from xcodec.layers.istft import ISTFTHead
+from xcodec.layers.transformer import RotaryEmbedding, TransformerLayer
+from xcodec.ops.masking import (
     attention_key_mask,
     lengths_if_padded,
     lengths_to_mask,
     mask_to_lengths,
     zero_padding,
 )
-from xcodec.layers.vocos import ISTFTHead, ResNetBlock, RotaryEmbedding, TransformerLayer
 from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
+from xcodec.stages.bigcodec import AcousticEncoder
+from xcodec.stages.vocos import ResNetBlock
 
 if TYPE_CHECKING:
     from xcodec.features import Xcodec2FeatureExtractor

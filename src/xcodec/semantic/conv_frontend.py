@@ -18,8 +18,8 @@ from torch import nn
 from xcodec.configs.ssl import SslEncoderConfig
 from xcodec.errors import ArgumentError, ConfigError
 from xcodec.layers.activations import activation_function
-from xcodec.layers.layout import conv1d_time_major
-from xcodec.layers.masking import conv1d_output_lengths, masked_group_norm, zero_padding
+from xcodec.ops.layout import conv1d_time_major
+from xcodec.ops.masking import conv1d_output_lengths, masked_group_norm, zero_padding
 
 __all__ = [
     "ConvFeatureEncoder",
@@ -67,7 +67,7 @@ class _ConvLayer(nn.Module):
         The conv has no padding, so its valid outputs never read past an item's end; only
         the GroupNorm, whose statistics span the whole time axis, needs the lengths.
         """
-        # Time-major storage (xcodec.layers.layout): the CPU's channels-last kernels run
+        # Time-major storage (xcodec.ops.layout): the CPU's channels-last kernels run
         # these 512-channel convs about 40% faster, and the projection after the last one
         # reads (batch, frames, channels) rows without a transposing copy.
         hidden_states = conv1d_time_major(self.conv, hidden_states)

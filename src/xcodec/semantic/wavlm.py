@@ -18,7 +18,7 @@ from torch import nn
 
 from xcodec.configs.ssl import WavLMConfig
 from xcodec.errors import ArgumentError, ConfigError
-from xcodec.layers.masking import attention_key_mask
+from xcodec.ops.masking import attention_key_mask
 from xcodec.semantic.conv_frontend import (
     ConvFeatureEncoder,
     FeatureProjection,

@@ -16,8 +16,8 @@ import math
 import torch
 from torch import nn
 
-from xcodec.layers.alias_free import SnakeBeta
-from xcodec.layers.vocos import RMSNorm
+from xcodec.layers.snake import SnakeBeta
+from xcodec.layers.transformer import RMSNorm
 from xcodec.models.xcodec2 import Xcodec2Model
 
 __all__ = ["reinit_for_training_", "standardise_fsq_input_"]

@@ -11,11 +11,11 @@ each item's last valid step, so the valid outputs equal each item's alone-run (b
 invariance); ``lengths=None`` is the plain (reference) computation.
 
 The stem and the leading blocks, which run at 1/64 of the audio rate or faster, go
-through :func:`xcodec.layers.chunking.run_chunked` in time chunks of
+through :func:`xcodec.ops.chunking.run_chunked` in time chunks of
 ``chunk_samples`` (with a halo wider than their reach, :meth:`AcousticEncoder.leading_reach`),
 the rest whole: same outputs up to float summation order, a fraction of the memory, and
 no page-fault storm on long inputs (measured in bench/RESULTS.md). Activations are
-stored time-major throughout (:mod:`xcodec.layers.layout`), for the CPU's
+stored time-major throughout (:mod:`xcodec.ops.layout`), for the CPU's
 channels-last convolution kernels; the output is too.
 """
 
@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from xcodec.layers.alias_free import AntiAliasedActivation1d
-from xcodec.layers.chunking import conv_reach, run_strided_stage
-from xcodec.layers.layout import conv1d_time_major
-from xcodec.layers.masking import conv1d_output_lengths, zero_padding
+from xcodec.ops.chunking import conv_reach, run_strided_stage
+from xcodec.ops.layout import conv1d_time_major
+from xcodec.ops.masking import conv1d_output_lengths, zero_padding
 
 __all__ = ["AcousticEncoder", "EncoderBlock", "ResidualUnit"]
 
@@ -100,7 +100,7 @@ class EncoderBlock(nn.Module):
 class AcousticEncoder(nn.Module):
     """(batch, 1, samples) -> (batch, hidden_size, samples / prod(ratios)); samples must divide evenly.
 
-    Runs as two chunked stages (:func:`xcodec.layers.chunking.run_chunked`): the stem and
+    Runs as two chunked stages (:func:`xcodec.ops.chunking.run_chunked`): the stem and
     the blocks down to 1/64 of the audio rate over ``chunk_samples`` of audio at a time,
     then the remaining blocks and the output conv over ``trailing_chunk_samples``, each
     with a halo wider than its reach. 0 runs a stage whole (tests shrink both to cross

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 
-from xcodec.layers.layout import is_time_major
+from xcodec.ops.layout import is_time_major
 
 __all__ = ["ChunkedStage", "conv_reach", "run_chunked", "run_strided_stage"]
 
@@ -112,7 +112,7 @@ def run_chunked(
     full = max(output.shape[-1] for output in outputs)
     outputs = [torch.nn.functional.pad(output, (0, full - output.shape[-1])) for output in outputs]
     if all(is_time_major(output) for output in outputs):
-        # Keep the stage's time-major storage (xcodec.layers.layout) for what follows.
+        # Keep the stage's time-major storage (xcodec.ops.layout) for what follows.
         return torch.cat([output.transpose(1, 2) for output in outputs]).transpose(1, 2)
     return torch.cat(outputs)
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from xcodec.errors import ConfigError
-from xcodec.layers.masking import conv1d_output_lengths, zero_padding
+from xcodec.ops.masking import conv1d_output_lengths, zero_padding
 
 __all__ = [
     "SemanticDecoder",

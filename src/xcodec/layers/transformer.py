@@ -1,15 +1,8 @@
-"""Vocos-style decoder blocks: GroupNorm ResNet blocks, a pre-norm transformer layer, an ISTFT head.
+"""The Vocos decoder's pre-norm transformer layer: RMSNorm, rotary attention, MLP.
 
-Everything here works on ``(batch, time, hidden)`` sequences (the ResNet blocks transpose
-to channels-first internally), as in X-Codec2's decoder. Attribute names match the
-Transformers layout so state-dict keys carry over one to one.
-
-Batch invariance: the ResNet blocks and the ISTFT head take optional per-item ``lengths``
-(batch,) of valid frames, the transformer layer an ``attention_mask`` built from them
-(:func:`xcodec.layers.masking.attention_key_mask`). With them, padded frames are zeroed
-before each conv, left out of GroupNorm statistics, masked as attention keys and left out
-of the overlap-add and its window envelope, so every item's valid output equals its
-alone-run. ``None`` everywhere is the plain (reference) computation.
+On ``(batch, time, hidden)`` sequences. Batch invariance comes from an ``attention_mask``
+built from per-item lengths (:func:`xcodec.ops.masking.attention_key_mask`): padded
+frames are masked as attention keys. Attribute names match the Transformers layout.
 """
 
 from __future__ import annotations
@@ -19,42 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from xcodec.layers.activations import activation_function
-from xcodec.layers.masking import masked_group_norm, zero_padding
 
-__all__ = [
-    "MLP",
-    "ISTFTHead",
-    "RMSNorm",
-    "ResNetBlock",
-    "RotaryEmbedding",
-    "SelfAttention",
-    "TransformerLayer",
-    "activation_function",
-]
-
-
-class ResNetBlock(nn.Module):
-    """Two (GroupNorm -> SiLU -> conv3) stages with a skip: (batch, time, C) -> (batch, time, C)."""
-
-    def __init__(self, channels: int, num_groups: int = 32, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.norm1 = nn.GroupNorm(num_groups, channels, eps=1e-6, affine=True)
-        self.conv1 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
-        self.norm2 = nn.GroupNorm(num_groups, channels, eps=1e-6, affine=True)
-        self.conv2 = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
-        self.dropout = dropout
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (batch, time, C); lengths: (batch,) valid frames or None (all valid).
-
-        Plain channels-first convs: at 1024 channels and a few hundred frames they beat the
-        channels-last kernels of :mod:`xcodec.layers.layout` (11 against 18 ms at 250 frames).
-        """
-        x = x.transpose(1, 2)
-        h = self.conv1(zero_padding(F.silu(masked_group_norm(x, self.norm1, lengths)), lengths))
-        h = F.silu(masked_group_norm(h, self.norm2, lengths))
-        h = F.dropout(h, p=self.dropout, training=self.training)
-        return (self.conv2(zero_padding(h, lengths)) + x).transpose(1, 2)
+__all__ = ["MLP", "RMSNorm", "RotaryEmbedding", "SelfAttention", "TransformerLayer", "apply_rotary"]
 
 
 class RMSNorm(nn.Module):
@@ -130,7 +89,7 @@ class SelfAttention(nn.Module):
     ) -> torch.Tensor:
         """x: (batch, time, hidden); rotary: cos/sin broadcastable to (batch, heads, time, head_dim);
         attention_mask: bool broadcastable to (batch, heads, time, time), True where a query may
-        attend a key (e.g. :func:`xcodec.layers.masking.attention_key_mask`), or None."""
+        attend a key (e.g. :func:`xcodec.ops.masking.attention_key_mask`), or None."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -202,54 +161,3 @@ class TransformerLayer(nn.Module):
     ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), rotary, attention_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
-
-
-class ISTFTHead(nn.Module):
-    """Linear -> (log-magnitude, phase) -> inverse STFT with "same" padding (Vocos).
-
-    (batch, frames, hidden) -> (batch, 1, frames * hop_length). torch.istft has no
-    "same" mode, so the overlap-add is written out: inverse real FFT per frame, Hann
-    window, overlap-add with ``fold``, crop ``(n_fft - hop) / 2`` each side, divide by
-    the summed squared window.
-
-    With ``lengths``, an item's frames past its length are dropped from both the overlap-add
-    and the window envelope, so its first ``lengths * hop_length`` samples equal its
-    alone-run (whose envelope tapers at its own end, not at the batch's).
-    """
-
-    def __init__(self, hidden_size: int, n_fft: int, hop_length: int) -> None:
-        super().__init__()
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.padding = (n_fft - hop_length) // 2
-        self.linear = nn.Linear(hidden_size, n_fft + 2)
-        self.window: torch.Tensor
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-
-    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames: (batch, n_fft, num_frames) -> (batch, samples) with the "same" crop applied."""
-        _, _, num_frames = frames.shape
-        output_size = (num_frames - 1) * self.hop_length + self.n_fft
-        summed = F.fold(
-            frames, output_size=(1, output_size), kernel_size=(1, self.n_fft), stride=(1, self.hop_length)
-        )
-        return summed[:, 0, 0, self.padding : output_size - self.padding]
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (batch, frames, hidden); lengths: (batch,) valid frames or None -> (batch, 1, frames * hop)."""
-        log_magnitude, phase = self.linear(x).chunk(2, dim=-1)
-        # Complex math needs float32 (no ComplexHalf FFT); the clamp (at 100) is the original's.
-        magnitude = log_magnitude.float().exp().clamp(max=1e2)
-        spectrum = torch.polar(magnitude, phase.float())
-        frames = torch.fft.irfft(spectrum, self.n_fft, dim=-1, norm="backward").transpose(1, 2)
-        window = self.window.float()
-        num_frames = spectrum.shape[1]
-        audio = self._overlap_add(zero_padding(frames * window[None, :, None], lengths))
-        if lengths is None:
-            envelope = self._overlap_add(window.square()[None, :, None].expand(1, -1, num_frames))
-        else:
-            # Each item's own envelope: only its valid frames overlap-add their windows.
-            squared = window.square()[None, :, None].expand(x.shape[0], -1, num_frames)
-            envelope = self._overlap_add(zero_padding(squared, lengths))
-        # The floor only matters at the very edges, where few frames overlap.
-        return (audio / envelope.clamp(min=1e-11)).unsqueeze(1)

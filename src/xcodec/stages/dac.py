@@ -1,4 +1,4 @@
-"""DAC (Descript Audio Codec) building blocks: Snake, residual units, encoder and decoder.
+"""DAC (Descript Audio Codec) stages: residual units, encoder and decoder (Snake from :mod:`xcodec.layers.snake`).
 
 Module and parameter names follow Transformers' ``DacEncoder``/``DacDecoder`` so that the
 state-dict keys match; weight norm is not applied here (a checkpoint that carries it is
@@ -16,10 +16,10 @@ then equal its alone-run. ``None`` (every item full) runs the plain computation.
 
 Speed (same outputs up to float summation order, pinned by tests/test_fast_paths.py):
 activations are stored time-major for the CPU's channels-last convolutions
-(:mod:`xcodec.layers.layout`); Snake runs in one buffer when no gradient is wanted; the
+(:mod:`xcodec.ops.layout`); Snake runs in one buffer when no gradient is wanted; the
 encoder's leading blocks (output at 1/64 of the audio rate or faster) and the decoder's
 trailing blocks (input at 1/64 of the audio rate or faster) run in time chunks with
-halos (:mod:`xcodec.layers.chunking`), so no layer makes a tensor the size of the whole
+halos (:mod:`xcodec.ops.chunking`), so no layer makes a tensor the size of the whole
 clip at the audio rate.
 """
 
@@ -32,35 +32,17 @@ from typing import cast
 import torch
 from torch import nn
 
-from xcodec.layers.chunking import conv_reach, run_chunked, run_strided_stage
-from xcodec.layers.layout import conv1d_time_major, conv_transpose1d_time_major
-from xcodec.layers.masking import conv1d_output_lengths, conv_transpose_output_lengths, zero_padding
+from xcodec.layers.snake import Snake1d
+from xcodec.ops.chunking import conv_reach, run_chunked, run_strided_stage
+from xcodec.ops.layout import conv1d_time_major, conv_transpose1d_time_major
+from xcodec.ops.masking import conv1d_output_lengths, conv_transpose_output_lengths, zero_padding
 
-__all__ = ["DacDecoder", "DacDecoderBlock", "DacEncoder", "DacEncoderBlock", "DacResidualUnit", "Snake1d"]
+__all__ = ["DacDecoder", "DacDecoderBlock", "DacEncoder", "DacEncoderBlock", "DacResidualUnit"]
 
 # Stages at 1/64 of the audio rate or faster run in time chunks (see the module docstring).
 _CHUNKED_MAX_STRIDE = 64
 # Audio samples per chunk (rounded down to a multiple of the chunked stride): 2 s.
 DEFAULT_CHUNK_SAMPLES = 32768
-
-
-class Snake1d(nn.Module):
-    """Snake activation ``x + sin(alpha x)^2 / alpha`` with one learnt ``alpha`` per channel."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(batch, channels, time) -> (batch, channels, time), in the input's memory layout."""
-        # The 1e-9 keeps alpha = 0 finite; written as in DAC so the rounding is the same.
-        inverse_alpha = (self.alpha + 1e-9).reciprocal()
-        if torch.is_grad_enabled() and (hidden_states.requires_grad or self.alpha.requires_grad):
-            return hidden_states + inverse_alpha * torch.sin(self.alpha * hidden_states).pow(2)
-        # One buffer instead of four: the same operations on the same values (products and
-        # sums commute exactly, pow(2) is a product).
-        wave = torch.mul(hidden_states, self.alpha)
-        return wave.sin_().square_().mul_(inverse_alpha).add_(hidden_states)
 
 
 class DacResidualUnit(nn.Module):
