@@ -27,13 +27,22 @@ it has no page faults to avoid.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 
 from xcodec.ops.layout import is_time_major
 
-__all__ = ["ChunkedStage", "conv_reach", "run_chunked", "run_strided_stage"]
+__all__ = [
+    "ChunkedStage",
+    "StridedBlock",
+    "chunked_prefix",
+    "conv_reach",
+    "run_chunked",
+    "run_strided_stage",
+    "stack_reach",
+]
 
 ChunkedStage = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
@@ -44,6 +53,41 @@ def conv_reach(conv: torch.nn.Conv1d) -> int:
     if isinstance(padding, str):
         raise ValueError(f"conv_reach takes numeric padding, got {padding!r}")
     return max(padding[0], (kernel - 1) * dilation - padding[0])
+
+
+class StridedBlock(Protocol):
+    """A downsampling block: its first conv carries the stride; ``reach`` is in its input steps."""
+
+    conv1: torch.nn.Conv1d
+
+    def reach(self) -> int: ...
+
+
+def chunked_prefix(ratios: Sequence[int], max_stride: int) -> tuple[int, int]:
+    """How many leading ``ratios`` run chunked, and their product (at most ``max_stride``).
+
+    The encoders chunk the blocks whose output runs at ``1/max_stride`` of the audio rate
+    or faster: past that, the halo widens by the next stride while the tensors are small.
+    """
+    count, stride = 0, 1
+    for ratio in ratios:
+        if stride * ratio > max_stride:
+            break
+        stride *= ratio
+        count += 1
+    return count, stride
+
+
+def stack_reach(blocks: Sequence[StridedBlock], reach: int = 0) -> tuple[int, int]:
+    """Reach (in input steps, either side) of ``blocks`` run in order after a stage of ``reach``.
+
+    Returns the reach and the product of the blocks' strides (the rate of whatever follows).
+    """
+    rate = 1
+    for block in blocks:
+        reach += rate * block.reach()
+        rate *= block.conv1.stride[0]
+    return reach, rate
 
 
 def run_strided_stage(

@@ -95,22 +95,29 @@ def attention_key_mask(lengths: torch.Tensor, max_length: int) -> torch.Tensor:
 
 
 def conv_output_lengths(
-    lengths: torch.Tensor, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+    lengths: torch.Tensor,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    clamp: bool = True,
 ) -> torch.Tensor:
     """Valid output steps of a convolution over each item's valid input alone (PyTorch's formula).
 
-    ``padding`` is the total per side (symmetric). Lengths too short for one output give 0.
+    ``padding`` is the total per side (symmetric). Lengths too short for one output give 0,
+    or with ``clamp=False`` the formula's value (negative: how far from one output it is).
     """
     span = dilation * (kernel_size - 1) + 1
-    return (torch.div(lengths + 2 * padding - span, stride, rounding_mode="floor") + 1).clamp(min=0)
+    out = torch.div(lengths + 2 * padding - span, stride, rounding_mode="floor") + 1
+    return out.clamp(min=0) if clamp else out
 
 
-def conv1d_output_lengths(conv: nn.Conv1d, lengths: torch.Tensor) -> torch.Tensor:
+def conv1d_output_lengths(conv: nn.Conv1d, lengths: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     """:func:`conv_output_lengths` with the kernel, stride, padding and dilation of ``conv``."""
     if isinstance(conv.padding, str):
         raise ValueError(f"string padding {conv.padding!r} is not supported; give the padding in steps")
     return conv_output_lengths(
-        lengths, conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+        lengths, conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0], clamp
     )
 
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from xcodec.layers.alias_free import AntiAliasedActivation1d
-from xcodec.ops.chunking import conv_reach, run_strided_stage
+from xcodec.ops.chunking import chunked_prefix, conv_reach, run_strided_stage, stack_reach
 from xcodec.ops.layout import conv1d_time_major
 from xcodec.ops.masking import conv1d_output_lengths, zero_padding
 
@@ -125,15 +125,8 @@ class AcousticEncoder(nn.Module):
         self.conv2 = nn.Conv1d(out_channels, hidden_size, kernel_size=3, padding=1)
         self.chunk_samples = chunk_samples
         self.trailing_chunk_samples = trailing_chunk_samples
-        self.num_chunked_blocks = 0
-        stride = 1
-        for ratio in ratios:
-            if stride * ratio > _CHUNKED_MAX_STRIDE:
-                break
-            stride *= ratio
-            self.num_chunked_blocks += 1
-        self.chunked_stride = stride
-        self.trailing_stride = math.prod(ratios) // stride
+        self.num_chunked_blocks, self.chunked_stride = chunked_prefix(ratios, _CHUNKED_MAX_STRIDE)
+        self.trailing_stride = math.prod(ratios) // self.chunked_stride
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """waveform: (batch, 1, samples); lengths: (batch,) valid samples or None.
@@ -177,18 +170,11 @@ class AcousticEncoder(nn.Module):
 
     def leading_reach(self) -> int:
         """Samples an output of :meth:`_leading` depends on, either side of its position."""
-        reach, rate = conv_reach(self.conv1), 1
-        for block in self._blocks()[: self.num_chunked_blocks]:
-            reach += rate * block.reach()
-            rate *= block.conv1.stride[0]
-        return reach
+        return stack_reach(self._blocks()[: self.num_chunked_blocks], conv_reach(self.conv1))[0]
 
     def trailing_reach(self) -> int:
         """Input steps of :meth:`_trailing` an output depends on, either side of its position."""
-        reach, rate = 0, 1
-        for block in self._blocks()[self.num_chunked_blocks :]:
-            reach += rate * block.reach()
-            rate *= block.conv1.stride[0]
+        reach, rate = stack_reach(self._blocks()[self.num_chunked_blocks :])
         return reach + rate * (self.snake1.reach() + conv_reach(self.conv2))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from xcodec.layers.snake import Snake1d
-from xcodec.ops.chunking import conv_reach, run_chunked, run_strided_stage
+from xcodec.ops.chunking import chunked_prefix, conv_reach, run_chunked, run_strided_stage, stack_reach
 from xcodec.ops.layout import conv1d_time_major, conv_transpose1d_time_major
 from xcodec.ops.masking import conv1d_output_lengths, conv_transpose_output_lengths, zero_padding
 
@@ -124,12 +124,9 @@ class DacEncoder(nn.Module):
         self.conv2 = nn.Conv1d(width, hidden_size, kernel_size=3, padding=1)
         # Time chunk of the leading blocks in samples (0: run whole); tests shrink it.
         self.chunk_samples = chunk_samples
-        self.num_chunked_blocks, self.chunked_stride = 0, 1
-        for stride in downsampling_ratios:
-            if self.chunked_stride * stride > _CHUNKED_MAX_STRIDE:
-                break
-            self.chunked_stride *= stride
-            self.num_chunked_blocks += 1
+        self.num_chunked_blocks, self.chunked_stride = chunked_prefix(
+            downsampling_ratios, _CHUNKED_MAX_STRIDE
+        )
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, 1, samples) -> (batch, hidden_size, frames).
@@ -163,33 +160,23 @@ class DacEncoder(nn.Module):
 
     def leading_reach(self) -> int:
         """Samples an output of the chunked blocks depends on, either side of its position."""
-        reach, rate = conv_reach(self.conv1), 1
-        for block in self._blocks()[: self.num_chunked_blocks]:
-            reach += rate * block.reach()
-            rate *= block.conv1.stride[0]
-        return reach
+        return stack_reach(self._blocks()[: self.num_chunked_blocks], conv_reach(self.conv1))[0]
 
     def _blocks(self) -> list[DacEncoderBlock]:
         return [cast(DacEncoderBlock, block) for block in self.block]
 
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+    def output_lengths(self, lengths: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """(batch,) valid samples -> (batch,) frames each item gets alone (0 if too short for one)."""
         for conv in self.modules():
             if isinstance(conv, nn.Conv1d):
-                lengths = conv1d_output_lengths(conv, lengths)
+                lengths = conv1d_output_lengths(conv, lengths, clamp=clamp)
         return lengths
 
     def output_length(self, num_samples: int) -> int:
         """Frames :meth:`forward` returns for ``num_samples`` input samples, without running it."""
-        length = num_samples
-        for conv in self.modules():
-            if isinstance(conv, nn.Conv1d):
-                (padding,) = _as_tuple(conv.padding)
-                (dilation,) = conv.dilation
-                (kernel,) = conv.kernel_size
-                (stride,) = conv.stride
-                length = (length + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-        return length
+        # The same formula as the batch's, so the two can never disagree; it may be
+        # negative when too short (the caller reports it), unlike the clamped lengths.
+        return int(self.output_lengths(torch.tensor([num_samples]), clamp=False)[0])
 
 
 class DacDecoderBlock(nn.Module):
@@ -282,12 +269,8 @@ class DacDecoder(nn.Module):
         # Audio samples of output per chunk of the trailing blocks (0: run whole).
         self.chunk_samples = chunk_samples
         # The trailing blocks whose input runs at 1/64 of the audio rate or faster.
-        self.num_whole_blocks, self.chunked_stride = len(upsampling_ratios), 1
-        for stride in reversed(upsampling_ratios):
-            if self.chunked_stride * stride > _CHUNKED_MAX_STRIDE:
-                break
-            self.chunked_stride *= stride
-            self.num_whole_blocks -= 1
+        num_chunked, self.chunked_stride = chunked_prefix(upsampling_ratios[::-1], _CHUNKED_MAX_STRIDE)
+        self.num_whole_blocks = len(upsampling_ratios) - num_chunked
 
     def forward(self, latent: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, hidden_size, frames) -> (batch, 1, samples).
