@@ -232,90 +232,68 @@ class XcodecModel(CodecModel):
     def _encode(
         self, input_values: torch.Tensor, num_quantizers: int, sample_lengths: torch.Tensor | None
     ) -> XcodecEncoderOutput:
-        """Plain path, or the batch-invariant one when ``sample_lengths`` (batch,) leave padding."""
-        batch, _, num_samples = input_values.shape
-        lengths = lengths_if_padded(sample_lengths, num_samples)
-        if lengths is None:
-            audio_codes = self._encode_plain(input_values, num_quantizers)
-            code_lengths = None
-            if sample_lengths is not None:
-                code_lengths = torch.full(
-                    (batch,), audio_codes.shape[-1], dtype=torch.long, device=audio_codes.device
-                )
-            return XcodecEncoderOutput(audio_codes, code_lengths)
-        return self._encode_padded(input_values, num_quantizers, lengths.to(input_values.device))
+        """Codes of (batch, 1, samples); ``sample_lengths`` (batch,) valid samples or None.
 
-    def _encode_plain(self, input_values: torch.Tensor, num_quantizers: int) -> torch.Tensor:
-        """The reference computation: every sample of the batch is audio."""
-        _, _, num_samples = input_values.shape
-        pad = self.hop_length // 2
-        if int(self.code_lengths_for(torch.tensor([num_samples]))[0]) < 1:
-            raise AudioError(f"{num_samples} samples are too short for X-Codec: they give no frame")
-
-        # The teacher is frozen; the reference never lets gradients reach it.
-        with torch.no_grad():
-            semantic_features = self.semantic_model.mean_hidden_states(
-                F.pad(input_values[:, 0, :], (pad, pad))
-            )
-        semantic = self.encoder_semantic(semantic_features.transpose(1, 2))
-
-        # The semantic branch sees the input padded by hop/2 on both sides; the acoustic
-        # branch does not, unless its frame count would then disagree (as the reference).
-        semantic_frames = semantic.shape[2]
-        if self.acoustic_encoder.output_length(num_samples) == semantic_frames:
-            acoustic = self.acoustic_encoder(input_values)
-        elif self.acoustic_encoder.output_length(num_samples + 2 * pad) == semantic_frames:
-            acoustic = self.acoustic_encoder(F.pad(input_values, (pad, pad)))
-        else:
-            raise AudioError(
-                f"cannot align the acoustic and semantic frames for {num_samples} samples "
-                f"({self.acoustic_encoder.output_length(num_samples)} vs {semantic_frames}); "
-                "the audio is probably too short"
-            )
-        return self._quantize(acoustic, semantic, num_quantizers)
-
-    def _quantize(self, acoustic: torch.Tensor, semantic: torch.Tensor, num_quantizers: int) -> torch.Tensor:
-        """(batch, acoustic_hidden, frames) and (batch, semantic_hidden, frames) -> codes."""
-        fused = torch.cat([acoustic, semantic], dim=1)
-        embeddings = self.fc(fused.transpose(1, 2)).transpose(1, 2)
-        return self.quantizer.encode(embeddings, num_quantizers)
-
-    def _encode_padded(
-        self, input_values: torch.Tensor, num_quantizers: int, lengths: torch.Tensor
-    ) -> XcodecEncoderOutput:
-        """Batch-invariant encode; lengths: (batch,) valid samples, some below ``samples``.
-
-        Each step hides the padding as an item alone would meet it: its samples past the
-        end are zeroed, which is also the zero padding X-Codec appends for the teacher;
-        the teacher, ``encoder_semantic`` and the DAC encoder mask by lengths (see their
+        One path for both cases: with no padding in the batch every length step below is
+        skipped (``None``) and the computation is the reference's exactly; with padding,
+        each step hides it as an item alone would meet it: its samples past the end are
+        zeroed, which is also the zero padding X-Codec appends for the teacher; the
+        teacher, ``encoder_semantic`` and the DAC encoder mask by lengths (see their
         ``forward``); the fc and the RVQ work frame by frame.
         """
+        batch, _, num_samples = input_values.shape
+        lengths = lengths_if_padded(sample_lengths, num_samples)
+        if lengths is not None:
+            lengths = lengths.to(input_values.device)
+        full = torch.full((batch,), num_samples, dtype=torch.long, device=input_values.device)
+        item_lengths = full if lengths is None else lengths
         pad = self.hop_length // 2
-        code_lengths = self.code_lengths_for(lengths)
+        code_lengths = self.code_lengths_for(item_lengths)
         # Value checks and value-dependent branches read tensors back to Python: a compiled
-        # graph skips the checks and always takes the general (per-item shift) path.
+        # graph skips the checks and, on a padded batch, takes the general per-item path.
         compiling = torch.compiler.is_compiling()
         too_short = [] if compiling else (code_lengths < 1).nonzero().flatten().tolist()
         if too_short:
-            described = ", ".join(f"item {i} ({int(lengths[i])} samples)" for i in too_short)
+            described = ", ".join(f"item {i} ({int(item_lengths[i])} samples)" for i in too_short)
             raise AudioError(f"too short for X-Codec, no frame: {described}")
         waveform = zero_padding(input_values[:, 0, :], lengths)  # (batch, samples)
 
-        # An item alone is padded by hop/2 zeros both sides: the batch's own zeros after
-        # each item's end (just zeroed) are those zeros, so only the length grows.
-        semantic_lengths = lengths + 2 * pad
+        # The teacher sees the input padded by hop/2 zeros both sides: in a padded batch the
+        # batch's own zeros after each item's end (just zeroed) are those zeros, so only
+        # the length grows. The teacher is frozen; the reference never lets gradients reach it.
+        semantic_lengths = None if lengths is None else lengths + 2 * pad
         with torch.no_grad():
             semantic_features = self.semantic_model.mean_hidden_states(
                 F.pad(waveform, (pad, pad)), lengths=semantic_lengths
             )
-        teacher_frames = self.semantic_model.feature_extractor.output_lengths(semantic_lengths)
+        teacher_frames = (
+            None
+            if semantic_lengths is None
+            else self.semantic_model.feature_extractor.output_lengths(semantic_lengths)
+        )
         semantic = self.encoder_semantic(semantic_features.transpose(1, 2), teacher_frames)
 
-        # The reference re-runs the acoustic encoder on the hop/2-padded input when the
-        # unpadded frame count disagrees with the semantic one; that choice is per item
-        # here, by shifting those items right by hop/2 (their left padding).
-        plain_frames = self.acoustic_encoder.output_lengths(lengths)
-        shifted = plain_frames != code_lengths
+        # The acoustic branch sees the input unpadded, unless its frame count would then
+        # disagree with the semantic one: then the reference re-runs it on the hop/2-padded
+        # input. In a padded batch that choice is per item, by shifting those items right
+        # by hop/2 (their left padding).
+        if lengths is None:
+            frames = semantic.shape[2]
+            encoder = self.acoustic_encoder
+            if encoder.output_length(num_samples) == frames:
+                acoustic = encoder(waveform[:, None, :])
+            elif encoder.output_length(num_samples + 2 * pad) == frames:
+                acoustic = encoder(F.pad(waveform[:, None, :], (pad, pad)))
+            else:
+                raise AudioError(
+                    f"cannot align the acoustic and semantic frames for {num_samples} samples "
+                    f"({encoder.output_length(num_samples)} vs {frames}); the audio is probably too short"
+                )
+            audio_codes = self._quantize(acoustic, semantic, num_quantizers)
+            returned_lengths = None if sample_lengths is None else code_lengths
+            return XcodecEncoderOutput(audio_codes, returned_lengths)
+        assert semantic_lengths is not None
+        shifted = self.acoustic_encoder.output_lengths(lengths) != code_lengths
         unaligned = shifted & (self.acoustic_encoder.output_lengths(semantic_lengths) != code_lengths)
         if not compiling and bool(unaligned.any()):
             items = unaligned.nonzero().flatten().tolist()
@@ -338,6 +316,12 @@ class XcodecModel(CodecModel):
             acoustic = F.pad(acoustic, (0, frames - acoustic.shape[2]))
         audio_codes = zero_padding(self._quantize(acoustic, semantic, num_quantizers), code_lengths)
         return XcodecEncoderOutput(audio_codes, code_lengths)
+
+    def _quantize(self, acoustic: torch.Tensor, semantic: torch.Tensor, num_quantizers: int) -> torch.Tensor:
+        """(batch, acoustic_hidden, frames) and (batch, semantic_hidden, frames) -> codes."""
+        fused = torch.cat([acoustic, semantic], dim=1)
+        embeddings = self.fc(fused.transpose(1, 2)).transpose(1, 2)
+        return self.quantizer.encode(embeddings, num_quantizers)
 
     def decode(
         self,
