@@ -10,19 +10,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 
+from xcodec.base import CodecModel
 from xcodec.errors import CheckpointError
 
 __all__ = [
     "SAFETENSORS_INDEX",
     "SAFETENSORS_NAME",
+    "build_and_load",
     "fold_pos_conv_weight_norm",
     "fold_weight_norm",
     "load_pickle_state_dict",
@@ -32,6 +34,7 @@ __all__ = [
     "parameters_on_meta",
     "resolve_checkpoint",
     "save_safetensors_folder",
+    "save_transformers_layout",
     "unfold_pos_conv_weight_norm",
     "unfold_weight_norm",
 ]
@@ -241,6 +244,65 @@ def parameters_on_meta() -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+ModelT = TypeVar("ModelT", bound=CodecModel)
+
+
+def build_and_load(
+    build: Callable[[], ModelT],
+    state: Mapping[str, torch.Tensor],
+    *,
+    parts: str,
+    source: str,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> ModelT:
+    """The one loading sequence of every codec: build on meta, drop parts, load strictly, place.
+
+    ``build()`` runs with parameters on the meta device (no random init); the modules
+    ``parts`` ("all", "encoder", "decoder") does not need are dropped and their tensors in
+    ``state`` left unread; the rest loads strictly (``source`` names the checkpoint in
+    errors). Returns the model in eval mode, moved to ``device``/``dtype`` when given.
+    """
+    with parameters_on_meta():
+        model = build()
+    dropped = model.drop_unused_parts(parts)
+    if dropped:
+        state = {key: value for key, value in state.items() if not key.startswith(dropped)}
+    load_state_dict_strict(model, state, source=source, assign=True)
+    model.eval()
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    return model
+
+
+def save_transformers_layout(
+    model: CodecModel,
+    folder: Path,
+    *,
+    state: Mapping[str, torch.Tensor],
+    architecture: str,
+    write_preprocessor: Callable[[Path], object],
+) -> None:
+    """Write ``config.json``, ``model.safetensors`` (``state``) and the preprocessor file into ``folder``.
+
+    Only a model loaded with every part can be saved (a half model would write a
+    checkpoint that no loader accepts). Transformers leaves ``architectures`` null on a
+    fresh config; it is filled with ``architecture`` as Transformers' own save does.
+    """
+    if model.loaded_parts != "all":
+        raise CheckpointError(
+            f"this model was loaded with parts={model.loaded_parts!r}; save a model loaded with parts='all'"
+        )
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_safetensors_folder(state, folder)
+    values = model.config.to_dict()
+    if not values.get("architectures"):
+        values["architectures"] = [architecture]
+    (folder / CONFIG_NAME).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    write_preprocessor(folder)
 
 
 # ---------------------------------------------------------------------------------------

@@ -19,10 +19,9 @@ import torch
 
 from xcodec.checkpoints.common import (
     CONFIG_NAME,
+    build_and_load,
     load_safetensors_folder,
-    load_state_dict_strict,
-    parameters_on_meta,
-    save_safetensors_folder,
+    save_transformers_layout,
 )
 from xcodec.checkpoints.neucodec_original import (
     DEFAULT_SEMANTIC_MODEL,
@@ -108,16 +107,9 @@ def load_neucodec(
     else:
         config = read_neucodec_config(path)
         state = load_safetensors_folder(path)
-    with parameters_on_meta():
-        model = NeuCodecModel(config)
-    dropped = model.drop_unused_parts(parts)
-    if dropped:
-        state = {key: value for key, value in state.items() if not key.startswith(dropped)}
-    load_state_dict_strict(model, state, source=str(path), assign=True)
-    model.eval()
-    if device is not None or dtype is not None:
-        model.to(device=device, dtype=dtype)
-    return model
+    return build_and_load(
+        lambda: NeuCodecModel(config), state, parts=parts, source=str(path), device=device, dtype=dtype
+    )
 
 
 def save_neucodec(model: NeuCodecModel, folder: Path) -> None:
@@ -126,18 +118,13 @@ def save_neucodec(model: NeuCodecModel, folder: Path) -> None:
     ``transformers.NeuCodecModel.from_pretrained(folder)`` and
     ``AutoFeatureExtractor.from_pretrained(folder)`` read the result.
     """
-    if model.loaded_parts != "all":
-        raise CheckpointError(
-            f"this model was loaded with parts={model.loaded_parts!r}; save a model loaded with parts='all'"
-        )
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    values = model.config.to_dict()
-    if not values.get("architectures"):
-        values["architectures"] = ["NeuCodecModel"]
-    (folder / CONFIG_NAME).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-    save_safetensors_folder(model.state_dict(), folder)
     extractor = NeuCodecFeatureExtractor(
         sampling_rate=model.config.input_sampling_rate, hop_length=model.config.encoder_hop_length
     )
-    extractor.save_pretrained(folder)
+    save_transformers_layout(
+        model,
+        folder,
+        state=model.state_dict(),
+        architecture="NeuCodecModel",
+        write_preprocessor=extractor.save_pretrained,
+    )

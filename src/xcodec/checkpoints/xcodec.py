@@ -30,13 +30,12 @@ from xcodec.checkpoints.common import (
     CONFIG_NAME,
     SAFETENSORS_INDEX,
     SAFETENSORS_NAME,
+    build_and_load,
     fold_pos_conv_weight_norm,
     fold_weight_norm,
     load_pickle_state_dict,
     load_safetensors_folder,
-    load_state_dict_strict,
-    parameters_on_meta,
-    save_safetensors_folder,
+    save_transformers_layout,
     unfold_pos_conv_weight_norm,
 )
 from xcodec.checkpoints.pretrained import load_pretrained
@@ -138,17 +137,14 @@ def load_xcodec(
         raise CheckpointError(
             f"{path} is neither an X-Codec folder nor a {'/'.join(ORIGINAL_WEIGHT_SUFFIXES)} file"
         )
-    with parameters_on_meta():
-        model = XcodecModel(config)
-    dropped = model.drop_unused_parts(parts)
-    state = fold_xcodec_weight_norm(state)
-    if dropped:
-        state = {key: value for key, value in state.items() if not key.startswith(dropped)}
-    load_state_dict_strict(model, state, source=str(path), assign=True)
-    model.eval()
-    if device is not None or dtype is not None:
-        model.to(device=device, dtype=dtype)
-    return model
+    return build_and_load(
+        lambda: XcodecModel(config),
+        fold_xcodec_weight_norm(state),
+        parts=parts,
+        source=str(path),
+        device=device,
+        dtype=dtype,
+    )
 
 
 def _read_transformers(folder: Path) -> tuple[XcodecConfig, dict[str, torch.Tensor]]:
@@ -444,11 +440,6 @@ def save_xcodec(model: XcodecModel, folder: Path) -> None:
     unexpected key: the acoustic convs stay plain (as in ``hf-audio/xcodec-*``) and the
     positional conv gets back the weight-norm parametrization Transformers builds.
     """
-    if model.loaded_parts != "all":
-        raise CheckpointError(
-            f"this model was loaded with parts={model.loaded_parts!r}; save a model loaded with parts='all'"
-        )
-    folder = Path(folder)
     state = unfold_pos_conv_weight_norm(model.state_dict(), _SEMANTIC_PREFIX)
     g_key = _SEMANTIC_PREFIX + "encoder.pos_conv_embed.conv.parametrizations.weight.original0"
     if g_key in state:
@@ -456,12 +447,13 @@ def save_xcodec(model: XcodecModel, folder: Path) -> None:
         # load(save(model)) is bit-exact (a norm computed another way can differ by an ulp).
         v = state[g_key.replace("original0", "original1")]
         state[g_key] = _weight_norm_magnitude(v, dim=_POS_CONV_WEIGHT_NORM_DIM)
-    save_safetensors_folder(state, folder)
-    config = model.config.to_dict()
-    config.setdefault("architectures", ["XcodecModel"])
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (folder / PREPROCESSOR_NAME).write_text(
-        json.dumps(preprocessor_config(model.config), indent=2, sort_keys=True) + "\n"
+    preprocessor = json.dumps(preprocessor_config(model.config), indent=2, sort_keys=True) + "\n"
+    save_transformers_layout(
+        model,
+        folder,
+        state=state,
+        architecture="XcodecModel",
+        write_preprocessor=lambda folder: (folder / PREPROCESSOR_NAME).write_text(preprocessor),
     )
 
 

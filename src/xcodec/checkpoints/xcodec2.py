@@ -19,10 +19,9 @@ import torch
 from xcodec.checkpoints import xcodec2_original
 from xcodec.checkpoints.common import (
     CONFIG_NAME,
+    build_and_load,
     load_safetensors_folder,
-    load_state_dict_strict,
-    parameters_on_meta,
-    save_safetensors_folder,
+    save_transformers_layout,
 )
 from xcodec.checkpoints.pretrained import load_pretrained
 from xcodec.configs.xcodec2 import Xcodec2Config
@@ -97,16 +96,9 @@ def load_xcodec2(
     else:
         config = _read_config(path)
         state = load_safetensors_folder(path)
-    with parameters_on_meta():
-        model = Xcodec2Model(config)
-    dropped = model.drop_unused_parts(parts)
-    if dropped:
-        state = {key: value for key, value in state.items() if not key.startswith(dropped)}
-    load_state_dict_strict(model, state, source=str(path), assign=True)
-    model.eval()
-    if device is not None or dtype is not None:
-        model.to(device=device, dtype=dtype)
-    return model
+    return build_and_load(
+        lambda: Xcodec2Model(config), state, parts=parts, source=str(path), device=device, dtype=dtype
+    )
 
 
 def save_xcodec2(model: Xcodec2Model, folder: Path) -> None:
@@ -115,20 +107,14 @@ def save_xcodec2(model: Xcodec2Model, folder: Path) -> None:
     ``transformers.Xcodec2Model.from_pretrained(folder)`` and
     ``AutoFeatureExtractor.from_pretrained(folder)`` read the result.
     """
-    if model.loaded_parts != "all":
-        raise CheckpointError(
-            f"this model was loaded with parts={model.loaded_parts!r}; save a model loaded with parts='all'"
-        )
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    values = model.config.to_dict()
-    # Transformers leaves `architectures` null on a fresh config; name the class like its save does.
-    if not values.get("architectures"):
-        values["architectures"] = ["Xcodec2Model"]
-    (folder / CONFIG_NAME).write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-    save_safetensors_folder(model.state_dict(), folder)
     # The file Transformers' Xcodec2FeatureExtractor writes, so AutoFeatureExtractor finds one.
     extractor = Xcodec2FeatureExtractor(
         sampling_rate=model.config.sampling_rate, hop_length=model.config.hop_length
     )
-    extractor.save_pretrained(folder)
+    save_transformers_layout(
+        model,
+        folder,
+        state=model.state_dict(),
+        architecture="Xcodec2Model",
+        write_preprocessor=extractor.save_pretrained,
+    )
