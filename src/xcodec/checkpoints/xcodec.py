@@ -306,56 +306,38 @@ def _map_residual_unit(rest: str) -> str | None:
     return f"{_RESIDUAL_UNIT_PARTS[match[1]]}.{match[2]}" if match else None
 
 
-def _map_acoustic_encoder(rest: str, num_blocks: int) -> str | None:
-    match = re.fullmatch(r"block\.(\d+)\.(.+)", rest)
+# Layers inside one original DAC block (``block.N`` of its Sequential) -> our names; an int
+# names residual unit 1, 2 or 3 (dilation 1, 3, 9).
+_ENCODER_BLOCK_PARTS: dict[int, str | int] = {0: 1, 1: 2, 2: 3, 3: "snake1", 4: "conv1"}
+_DECODER_BLOCK_PARTS: dict[int, str | int] = {0: "snake1", 1: "conv_t1", 2: 1, 3: 2, 4: 3}
+
+
+def _map_dac_stack(
+    rest: str, num_blocks: int, container: str, block_parts: dict[int, str | int]
+) -> str | None:
+    """An original DAC encoder/decoder key (``<container>.N...``) -> ours, or None if unknown.
+
+    Both stacks are one Sequential: the stem conv, ``num_blocks`` blocks, a Snake and the
+    output conv; only the layers inside a block differ (``block_parts``).
+    """
+    match = re.fullmatch(rf"{container}\.(\d+)\.(.+)", rest)
     if not match:
         return None
     index, tail = int(match[1]), match[2]
-    if index == 0:
-        return f"conv1.{tail}"
-    if index == num_blocks + 1:
-        return f"snake1.{tail}"
-    if index == num_blocks + 2:
-        return f"conv2.{tail}"
+    outer = {0: "conv1", num_blocks + 1: "snake1", num_blocks + 2: "conv2"}
+    if index in outer:
+        return f"{outer[index]}.{tail}"
     if index > num_blocks + 2:
         return None
-    block = f"block.{index - 1}"
     inner = re.fullmatch(r"block\.(\d)\.(.+)", tail)
-    if not inner:
-        return None
-    part, inner_tail = int(inner[1]), inner[2]
-    if part <= 2:  # residual units, dilation 1 / 3 / 9
-        unit = _map_residual_unit(inner_tail)
-        return f"{block}.res_unit{part + 1}.{unit}" if unit else None
-    return {3: f"{block}.snake1.{inner_tail}", 4: f"{block}.conv1.{inner_tail}"}.get(part)
-
-
-def _map_acoustic_decoder(rest: str, num_blocks: int) -> str | None:
-    match = re.fullmatch(r"model\.(\d+)\.(.+)", rest)
-    if not match:
-        return None
-    index, tail = int(match[1]), match[2]
-    if index == 0:
-        return f"conv1.{tail}"
-    if index == num_blocks + 1:
-        return f"snake1.{tail}"
-    if index == num_blocks + 2:
-        return f"conv2.{tail}"
-    if index > num_blocks + 2:
+    part = block_parts.get(int(inner[1])) if inner else None
+    if inner is None or part is None:
         return None
     block = f"block.{index - 1}"
-    inner = re.fullmatch(r"block\.(\d)\.(.+)", tail)
-    if not inner:
-        return None
-    part, inner_tail = int(inner[1]), inner[2]
-    if part == 0:
-        return f"{block}.snake1.{inner_tail}"
-    if part == 1:
-        return f"{block}.conv_t1.{inner_tail}"
-    if part <= 4:  # residual units, dilation 1 / 3 / 9
-        unit = _map_residual_unit(inner_tail)
-        return f"{block}.res_unit{part - 1}.{unit}" if unit else None
-    return None
+    if isinstance(part, int):
+        unit = _map_residual_unit(inner[2])
+        return f"{block}.res_unit{part}.{unit}" if unit else None
+    return f"{block}.{part}.{inner[2]}"
 
 
 def _map_semantic_conv(rest: str) -> str:
@@ -376,10 +358,10 @@ def original_key_to_transformers(key: str, num_blocks: int = 4) -> str | None:
     prefix, _, rest = key.partition(".")
     mapped: str | None
     if prefix == "encoder":
-        mapped = _map_acoustic_encoder(rest, num_blocks)
+        mapped = _map_dac_stack(rest, num_blocks, "block", _ENCODER_BLOCK_PARTS)
         return f"acoustic_encoder.{mapped}" if mapped else None
     if prefix == "decoder_2":
-        mapped = _map_acoustic_decoder(rest, num_blocks)
+        mapped = _map_dac_stack(rest, num_blocks, "model", _DECODER_BLOCK_PARTS)
         return f"acoustic_decoder.{mapped}" if mapped else None
     if prefix in ("encoder_semantic", "decoder_semantic"):
         return f"{prefix}.{_map_semantic_conv(rest)}"
