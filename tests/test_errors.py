@@ -193,6 +193,12 @@ def test_cli_bad_bandwidth_is_one_message_and_exit_2(
     stderr = capsys.readouterr().err
     assert stderr.count("error:") == 1 and "bandwidth=3.3" in stderr
 
+    # One process per device: the devices' one shared message, not "device process failed".
+    assert main([*args, "--devices", "cpu,cpu", *common]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.count("error:") == 1 and "bandwidth=3.3" in stderr and "(device cpu, cpu)" in stderr
+    assert "device process failed" not in stderr
+
 
 def test_cli_unknown_model_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     audio = _wav(tmp_path / "a.wav", 8000, 1)

@@ -355,19 +355,33 @@ def _run_devices(
     ]
     for process in processes:
         process.start()
+    # A job-level error in a device process (bad bandwidth, unknown model) comes back as
+    # its message, so the job fails once with it rather than as N crashed processes.
+    job_errors: dict[str, list[str]] = {}
     try:
         while any(p.is_alive() for p in processes) or not events.empty():
             try:
-                files, seconds = events.get(timeout=0.5)
+                event = events.get(timeout=0.5)
             except queue.Empty:
                 continue
-            report(files, seconds)
+            if event[0] == _JOB_ERROR:
+                job_errors.setdefault(event[2], []).append(event[1])
+            else:
+                report(*event)
     finally:
         for process in processes:
             process.join()
+    if job_errors:
+        raise XcodecError(
+            "; ".join(f"{message} (device {', '.join(names)})" for message, names in job_errors.items())
+        )
     failed = [f"{d} (exit code {p.exitcode})" for d, p in zip(devices, processes, strict=True) if p.exitcode]
     if failed:
         raise XcodecError(f"device process failed: {', '.join(failed)}; rerun the same command to resume")
+
+
+# Tag of a device process's event that carries a job-level error instead of progress.
+_JOB_ERROR = "job-error"
 
 
 def _device_main(
@@ -382,10 +396,14 @@ def _device_main(
     die_with_parent(parent_pid)  # a device process (and its decode workers) ends with the job
     store = OutputStore(options.out)
     plan = store.load_plan()
-    codec = codec_factory(options, device)
 
     def shards() -> Iterator[int]:
         while (shard := shard_queue.get()) is not None:
             yield shard
 
-    process_shards(codec, plan, store, shards(), options, num_workers, lambda f, s: events.put((f, s)))
+    try:
+        codec = codec_factory(options, device)
+        process_shards(codec, plan, store, shards(), options, num_workers, lambda f, s: events.put((f, s)))
+    except XcodecError as exc:
+        events.put((_JOB_ERROR, device, str(exc)))
+        raise SystemExit(2) from exc
