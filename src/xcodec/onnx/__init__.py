@@ -1,0 +1,1 @@
+"""ONNX export (:mod:`xcodec.onnx.export`, graphs in :mod:`xcodec.onnx.graphs`) and the onnxruntime backend."""
