@@ -1,11 +1,12 @@
 """One entry point for both codecs: pick the model class from what a checkpoint holds.
 
 Detection order (first match wins):
-1. a folder (or hub repo) with ``config.json`` whose ``model_type`` is ``xcodec2``, ``neucodec``
-   or ``xcodec`` (the Transformers layout);
+1. a folder (or hub repo) with ``config.json`` whose ``model_type`` is ``xcodec2``, ``neucodec``,
+   ``distill_neucodec`` (our layout) or ``xcodec`` (the Transformers layout);
 2. a ``config.json`` with the original ``xcodec2`` package's BigCodecConfig keys;
 3. a folder with ``pytorch_model.bin`` and no Transformers ``config.json`` (the original
-   NeuCodec layout of ``neuphonic/neucodec``);
+   NeuCodec layout of ``neuphonic/neucodec``; DistillNeuCodec's, ``neuphonic/distill-neucodec``,
+   when its keys include ``codec_encoder.``);
 4. a ``.pth``/``.ckpt`` file, or a folder holding one next to a ``config.yaml``
    (the original X-Codec layout).
 """
@@ -48,7 +49,7 @@ def checkpoint_location(path: Path) -> Path:
 
 
 def detect_codec(path: Path) -> str:
-    """Return ``"xcodec2"``, ``"neucodec"`` or ``"xcodec"`` for a local checkpoint path; raise if none."""
+    """Return ``"xcodec2"``, ``"neucodec"``, ``"distill_neucodec"`` or ``"xcodec"`` for a local checkpoint path; raise if none."""
     path = checkpoint_location(path)
     if path.is_file():
         return "xcodec"
@@ -59,18 +60,22 @@ def detect_codec(path: Path) -> str:
         except (OSError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot read {config_file}: {exc}") from exc
         model_type = values.get("model_type") if isinstance(values, dict) else None
-        if model_type in ("xcodec2", "neucodec", "xcodec"):
+        if model_type in ("xcodec2", "neucodec", "distill_neucodec", "xcodec"):
             return str(model_type)
         if model_type is not None:
             raise CheckpointError(
-                f"{config_file} has model_type {model_type!r}; xcodec loads 'xcodec2', 'neucodec' and 'xcodec'"
+                f"{config_file} has model_type {model_type!r}; xcodec loads 'xcodec2', 'neucodec', "
+                "'distill_neucodec' and 'xcodec'"
             )
         from xcodec.checkpoints.xcodec2_original import is_original_xcodec2
 
         if is_original_xcodec2(path):
             return "xcodec2"
+    from xcodec.checkpoints.distill_neucodec import is_original_distill_neucodec
     from xcodec.checkpoints.neucodec_original import is_original_neucodec
 
+    if is_original_distill_neucodec(path):
+        return "distill_neucodec"
     if is_original_neucodec(path):
         return "neucodec"
     if any(path.glob("*.pth")) or any(path.glob("*.ckpt")):
@@ -90,6 +95,10 @@ def _model_class(kind: str) -> type[CodecModel]:
         from xcodec.models.neucodec import NeuCodecModel
 
         return NeuCodecModel
+    if kind == "distill_neucodec":
+        from xcodec.models.distill_neucodec import DistillNeuCodecModel
+
+        return DistillNeuCodecModel
     from xcodec.models.xcodec import XcodecModel
 
     return XcodecModel
@@ -144,4 +153,9 @@ class AutoFeatureExtractor:
             return Xcodec2FeatureExtractor.from_pretrained(path)
         if kind == "neucodec":
             return NeuCodecFeatureExtractor.from_pretrained(path)
+        if kind == "distill_neucodec":
+            raise CheckpointError(
+                f"{path} is a DistillNeuCodec checkpoint, which has no feature extractor: its model "
+                "takes the padded waveform (DistillNeuCodecModel.pad_input) and computes the rest"
+            )
         return XcodecFeatureExtractor.from_pretrained(path if path.is_dir() else path.parent)

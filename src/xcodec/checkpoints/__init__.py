@@ -20,6 +20,11 @@ register_codec(
     save="xcodec.checkpoints.neucodec:save_neucodec",
 )
 register_codec(
+    "xcodec.models.distill_neucodec.DistillNeuCodecModel",
+    load="xcodec.checkpoints.distill_neucodec:from_pretrained",
+    save="xcodec.checkpoints.distill_neucodec:save_distill_neucodec",
+)
+register_codec(
     "xcodec.models.xcodec.XcodecModel",
     load="xcodec.checkpoints.xcodec:from_pretrained",
     save="xcodec.checkpoints.xcodec:save_xcodec",
