@@ -152,6 +152,9 @@ def convert_original_neucodec_state(
             f"original NeuCodec state dict holds semantic-model tensors ({stray[:3]}...); the "
             "package's layout has none (they come from semantic_model=)"
         )
+    # The package's SnakeBeta names its second parameter ``beta`` (xcodec2 0.1.5's, whose
+    # table this reuses, says ``bias``); found by tests/test_compat.py on the package's own state.
+    kept = {re.sub(r"\.act\.beta$", ".act.bias", key): value for key, value in kept.items()}
     kept = _fold_decoder_weight_norm(kept)
     if semantic_state is None:
         from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
