@@ -38,6 +38,8 @@ import torch
 
 from xcodec.checkpoints.common import (
     CONFIG_NAME,
+    SAFETENSORS_INDEX,
+    SAFETENSORS_NAME,
     build_and_load,
     fold_pos_conv_weight_norm,
     fold_weight_norm,
@@ -293,7 +295,11 @@ def is_original_distill_neucodec(folder: Path) -> bool:
 def load_semantic_model(
     semantic_model: str | os.PathLike[str], **hub_kwargs: Any
 ) -> tuple[HubertConfig, dict[str, torch.Tensor], bool | None]:
-    """(config, state, do_normalize or None) of a Transformers-layout HuBERT (hub id or folder)."""
+    """(config, state, do_normalize or None) of a Transformers-layout HuBERT (hub id or folder).
+
+    Weights from ``model.safetensors`` (or its shards), else ``pytorch_model.bin`` read with
+    ``torch.load(weights_only=True)``.
+    """
     folder = resolve_checkpoint(semantic_model, **hub_kwargs)
     config_path = folder / CONFIG_NAME
     try:
@@ -310,7 +316,16 @@ def load_semantic_model(
             do_normalize = bool(json.loads(preprocessor.read_text()).get("do_normalize", False))
         except (OSError, json.JSONDecodeError, AttributeError) as exc:
             raise CheckpointError(f"cannot read {preprocessor}: {exc}") from exc
-    return config, load_safetensors_folder(folder), do_normalize
+    if (folder / SAFETENSORS_NAME).is_file() or (folder / SAFETENSORS_INDEX).is_file():
+        state = load_safetensors_folder(folder)
+    elif (folder / ORIGINAL_WEIGHTS_NAME).is_file():
+        # Older hub repos (ntu-spml/distilhubert among them) may hold only the pickle.
+        state = load_pickle_state_dict(folder / ORIGINAL_WEIGHTS_NAME)
+    else:
+        raise CheckpointError(
+            f"semantic model {semantic_model}: {folder} holds no {SAFETENSORS_NAME} and no {ORIGINAL_WEIGHTS_NAME}"
+        )
+    return config, state, do_normalize
 
 
 def load_distill_neucodec(
