@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from xcodec.audio import resample
+from xcodec.base import CodecModel
 from xcodec.errors import ArgumentError, AudioError
-from xcodec.models.xcodec2 import Xcodec2Model
 
 # Code dtype of the packages' ``encode_code`` (vector-quantize-pytorch's FSQ indices).
 CODE_DTYPE = torch.int32
@@ -30,7 +30,7 @@ class DropInCodec(nn.Module):
     ``.parameters()`` work as on the packages' classes.
     """
 
-    def __init__(self, codec: Xcodec2Model) -> None:
+    def __init__(self, codec: CodecModel) -> None:
         super().__init__()
         self.codec = codec
         self.eval()
@@ -90,11 +90,11 @@ def pad_items(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 
 
 @torch.no_grad()
-def encode_items(codec: Xcodec2Model, items: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def encode_items(codec: CodecModel, items: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Each (samples,) item at the codec's input rate -> its codes alone, (1, frames) int32 on the codec's device."""
     padded, lengths = pad_items(items)
     result = codec.tokenize(padded.to(device=codec.device, dtype=codec.dtype), lengths)
-    codes = result.audio_codes.to(CODE_DTYPE)  # (batch, 1, frames)
+    codes = result.audio_codes.to(device=codec.device, dtype=CODE_DTYPE)  # (batch, 1, frames)
     return [codes[index, :, : int(n)] for index, n in enumerate(result.code_lengths)]
 
 
@@ -124,7 +124,7 @@ def codes_tensor(vq_code: Any, argument: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_items(codec: Xcodec2Model, items: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def decode_items(codec: CodecModel, items: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Each (1, 1, frames) code tensor -> its audio alone, (1, 1, frames * hop) at the codec's output rate."""
     lengths = torch.tensor([item.shape[-1] for item in items], dtype=torch.long)
     codes = torch.zeros(len(items), 1, int(lengths.max()), dtype=torch.long)

@@ -26,9 +26,9 @@ Differences, all where the package fails:
   gives a list of (1, 1, frames_i) codes; each item's codes are those it gets alone.
   A tensor batch is also encoded item by item in this sense: equal to the package's.
 
-``DistillNeuCodec`` (``neuphonic/distill-neucodec``) needs the native distilled encoder,
-which this release does not have yet: its ``from_pretrained`` raises
-:class:`DistillNeuCodecUnavailable` with that explanation.
+``DistillNeuCodec`` (``neuphonic/distill-neucodec``) is the same interface on the native
+:class:`~xcodec.models.distill_neucodec.DistillNeuCodecModel` (an item of ``T`` samples
+gets ``T // 320 + 1`` codes, one more than NeuCodec).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from xcodec.audio import load_audio
+from xcodec.base import CodecModel
 from xcodec.compat._common import (
     DropInCodec,
     check_items,
@@ -51,17 +52,14 @@ from xcodec.compat._common import (
     resample_items,
     stack_equal,
 )
-from xcodec.errors import ArgumentError, XcodecError
+from xcodec.errors import ArgumentError
+from xcodec.models.distill_neucodec import DistillNeuCodecModel
 from xcodec.models.neucodec import NeuCodecModel
 
-__all__ = ["DistillNeuCodec", "DistillNeuCodecUnavailable", "NeuCodec"]
+__all__ = ["DistillNeuCodec", "NeuCodec"]
 
 AudioOrPath = torch.Tensor | str | os.PathLike[str]
 Codes = torch.Tensor | list[torch.Tensor]
-
-
-class DistillNeuCodecUnavailable(XcodecError, NotImplementedError):
-    """``DistillNeuCodec`` asked for, but xcodec has no native DistillNeuCodec model yet."""
 
 
 class NeuCodec(DropInCodec):
@@ -72,11 +70,15 @@ class NeuCodec(DropInCodec):
     branch has one frame fewer) and decodes to ``480 * frames`` samples.
     """
 
-    codec: NeuCodecModel
+    codec: NeuCodecModel | DistillNeuCodecModel
+    model_class: type[CodecModel] = NeuCodecModel
+    default_model_id = "neuphonic/neucodec"
 
-    def __init__(self, codec: NeuCodecModel) -> None:
-        if not isinstance(codec, NeuCodecModel):
-            raise ArgumentError(f"NeuCodec wraps a NeuCodec model, got {type(codec).__name__}")
+    def __init__(self, codec: NeuCodecModel | DistillNeuCodecModel) -> None:
+        if not isinstance(codec, self.model_class):
+            raise ArgumentError(
+                f"{type(self).__name__} wraps a {self.model_class.__name__}, got {type(codec).__name__}"
+            )
         super().__init__(codec)
 
     @classmethod
@@ -92,7 +94,10 @@ class NeuCodec(DropInCodec):
         """
         if "backbone_repo" in kwargs:  # spelled so by some NeuTTS versions
             model_id = kwargs.pop("backbone_repo")
-        codec = NeuCodecModel.from_pretrained(model_id, **hub_options(kwargs))
+        if model_id is None:
+            model_id = cls.default_model_id
+        codec = cls.model_class.from_pretrained(model_id, **hub_options(kwargs))
+        assert isinstance(codec, (NeuCodecModel, DistillNeuCodecModel))
         return cls(codec)
 
     @property
@@ -167,18 +172,12 @@ class NeuCodec(DropInCodec):
 
 
 class DistillNeuCodec(NeuCodec):
-    """``neucodec.DistillNeuCodec`` (``neuphonic/distill-neucodec``): not available yet.
+    """``neucodec.DistillNeuCodec``'s interface on the native :class:`~xcodec.models.distill_neucodec.DistillNeuCodecModel`.
 
-    Its encoder (DistilHuBERT + a local-attention acoustic encoder) has no native
-    implementation in this release; ``from_pretrained`` says so instead of loading a
-    model that would give wrong codes.
+    ``from_pretrained("neuphonic/distill-neucodec")`` (either layout; ``semantic_model``
+    names where the original layout's DistilHuBERT comes from). Codes: ``T // 320 + 1``
+    per item of ``T`` samples at 16 kHz; audio at 24 kHz, 480 samples per code.
     """
 
-    @classmethod
-    def from_pretrained(
-        cls, model_id: str | os.PathLike[str] = "neuphonic/distill-neucodec", **kwargs: Any
-    ) -> NeuCodec:
-        raise DistillNeuCodecUnavailable(
-            f"DistillNeuCodec ({model_id}): xcodec has no native DistillNeuCodec encoder yet "
-            "(issue 14 item 3); use xcodec.compat.neucodec.NeuCodec with neuphonic/neucodec"
-        )
+    model_class = DistillNeuCodecModel
+    default_model_id = "neuphonic/distill-neucodec"
