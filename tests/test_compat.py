@@ -121,6 +121,12 @@ def test_xcodec2_both_layouts_load_the_same_model(xcodec2_pair: dict[str, Any]) 
     wave = _speech(4000, seed=3)[None]
     hf = XCodec2Model.from_pretrained(xcodec2_pair["converted"], torch_dtype=torch.float32)
     assert torch.equal(hf.encode_code(wave), xcodec2_pair["ours"].encode_code(wave))
+    # sample_rate= resamples (the package's feature extractor refuses other rates).
+    wave_24k = resample(wave, 16000, 24000)
+    assert torch.equal(
+        hf.encode_code(wave_24k, sample_rate=24000), hf.encode_code(resample(wave_24k, 24000, 16000))
+    )
+    assert not torch.equal(hf.encode_code(wave_24k[:, :6000]), hf.encode_code(wave_24k[:, :6000], 24000))
 
 
 def test_xcodec2_batches_work_where_the_package_fails(xcodec2_pair: dict[str, Any]) -> None:
