@@ -14,6 +14,7 @@ import xcodec.checkpoints  # noqa: F401  (isort: keep first)
 from xcodec.api import BatchError, Codec, ItemError, load
 from xcodec.auto import AutoFeatureExtractor, AutoModel
 from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
+from xcodec.configs.distill_neucodec import DistillNeuCodecConfig
 from xcodec.configs.neucodec import NeuCodecConfig
 from xcodec.configs.ssl import HubertConfig, WavLMConfig
 from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
@@ -22,6 +23,7 @@ from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import ArgumentError, AudioError, CheckpointError, ConfigError, XcodecError
 from xcodec.evaluation import EvalReport, evaluate
 from xcodec.features import NeuCodecFeatureExtractor, Xcodec2FeatureExtractor, XcodecFeatureExtractor
+from xcodec.models.distill_neucodec import DistillNeuCodecModel
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
 from xcodec.models.xcodec2 import Xcodec2Model
@@ -40,6 +42,8 @@ __all__ = [
     "CodecModel",
     "ConfigError",
     "DetokenizeResult",
+    "DistillNeuCodecConfig",
+    "DistillNeuCodecModel",
     "EvalReport",
     "HubertConfig",
     "ItemError",

@@ -202,6 +202,11 @@ def cmd_random_checkpoint(args: argparse.Namespace) -> int:
         from xcodec.models.neucodec import NeuCodecModel
 
         model = NeuCodecModel(NeuCodecConfig())
+    elif args.codec == "distill_neucodec":
+        from xcodec.configs.distill_neucodec import DistillNeuCodecConfig
+        from xcodec.models.distill_neucodec import DistillNeuCodecModel
+
+        model = DistillNeuCodecModel(DistillNeuCodecConfig())
     else:
         from xcodec.configs.xcodec import XcodecConfig
         from xcodec.models.xcodec import XcodecModel
@@ -264,12 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--semantic-model",
         default=None,
         help="NeuCodec original layout: hub id or folder of the W2V-BERT 2.0 weights "
-        "(default facebook/w2v-bert-2.0)",
+        "(default facebook/w2v-bert-2.0); DistillNeuCodec: of DistilHuBERT (default ntu-spml/distilhubert)",
     )
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("random-checkpoint", help="write a random-weight full-size checkpoint (testing)")
-    p.add_argument("codec", choices=["xcodec2", "neucodec", "xcodec"])
+    p.add_argument("codec", choices=["xcodec2", "neucodec", "distill_neucodec", "xcodec"])
     p.add_argument("destination", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_random_checkpoint)

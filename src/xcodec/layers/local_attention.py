@@ -56,6 +56,10 @@ class DynamicPositionBias(nn.Module):
 class LocalSelfAttention(nn.Module):
     """Pre-norm causal windowed multi-head attention (``LocalMHA``): (batch, frames, dim) -> (batch, frames, dim)."""
 
+    # Attention scores held at once (elements): 2**27 floats = 512 MiB in float32, about
+    # three 1500-frame windows of the published model per item.
+    max_scores: int = 2**27
+
     def __init__(self, dim: int, heads: int, head_dim: int, window: int) -> None:
         super().__init__()
         self.heads = heads
@@ -85,17 +89,24 @@ class LocalSelfAttention(nn.Module):
         # Keys/values of the window before (zeros before the first, masked below) and this one.
         key = torch.cat([F.pad(key, (0, 0, 0, 0, 1, 0))[:, :, :-1], key], dim=3)
         value = torch.cat([F.pad(value, (0, 0, 0, 0, 1, 0))[:, :, :-1], value], dim=3)
-        scores = query @ key.transpose(-1, -2)  # (B, heads, windows, w, 2w)
-        if bias is not None:
-            scores = scores + bias[None, :, None]
         # Query i of a window sits at span position w + i; key j at j. Causal: j <= w + i.
         # The first window has no previous one: its first w key slots are padding.
         position = torch.arange(2 * w, device=x.device)
         masked = position[None, :] > (position[w:, None])  # (w, 2w)
         masked = masked[None].expand(windows, w, 2 * w).clone()
         masked[0, :, :w] = True
-        scores = scores.masked_fill(masked, -torch.finfo(scores.dtype).max)
-        out = scores.softmax(dim=-1) @ value  # (B, heads, windows, w, head_dim)
+        # Windows are independent: score a group at a time so long inputs need bounded memory
+        # (the same arithmetic per window as all at once).
+        group = max(1, self.max_scores // max(1, B * self.heads * w * 2 * w))
+        outputs = []
+        for start in range(0, windows, group):
+            part = slice(start, start + group)
+            scores = query[:, :, part] @ key[:, :, part].transpose(-1, -2)  # (B, heads, group, w, 2w)
+            if bias is not None:
+                scores = scores + bias[None, :, None]
+            scores = scores.masked_fill(masked[part], -torch.finfo(scores.dtype).max)
+            outputs.append(scores.softmax(dim=-1) @ value[:, :, part])  # (B, heads, group, w, head_dim)
+        out = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
         out = out.permute(0, 2, 3, 1, 4).reshape(B, windows * w, self.heads * self.head_dim)[:, :N]
         return self.to_out(out)
 
