@@ -16,12 +16,11 @@ Differences, all where the package fails:
 * a path to a 16 kHz file works (the package skips its reshape when no resampling is
   needed and crashes), and so does a multi-channel file or (batch, channels, samples)
   tensor: channels are averaged to mono (the package's encoder takes one channel);
-* files at other rates are resampled with soxr (the package uses torchaudio's
-  Hann-windowed sinc): the waveforms differ by a small fraction of their peak, so a few
-  codes of a resampled file may differ from the package's (measured in
-  ``tests/test_compat.py::test_resampled_file_codes_close_to_the_package``);
-* ``encode_code(..., sample_rate=)`` resamples a tensor at another rate (the package has
-  no such argument and assumes 16 kHz);
+* files at other rates are resampled with the package's filter (torchaudio's default
+  Hann-windowed sinc, :func:`~xcodec.compat._common.sinc_resample`), so their codes are
+  the package's too;
+* ``encode_code(..., sample_rate=)`` resamples a tensor at another rate, with the same
+  filter (the package has no such argument and assumes 16 kHz);
 * a list of items of different lengths (tensors (1, samples) or (samples,), or paths)
   gives a list of (1, 1, frames_i) codes; each item's codes are those it gets alone.
   A tensor batch is also encoded item by item in this sense: equal to the package's.
@@ -49,7 +48,7 @@ from xcodec.compat._common import (
     decode_items,
     encode_items,
     hub_options,
-    resample_items,
+    sinc_resample,
     stack_equal,
 )
 from xcodec.errors import ArgumentError
@@ -115,7 +114,8 @@ class NeuCodec(DropInCodec):
         """One path or tensor -> its (samples,) items at 16 kHz (a (batch, C, T) tensor gives several)."""
         target = self.codec.input_sample_rate
         if isinstance(source, (str, os.PathLike)):
-            return [load_audio(Path(source), target_sample_rate=target).waveform]
+            loaded = load_audio(Path(source))  # channels averaged, the file's rate
+            return [sinc_resample(loaded.waveform, loaded.sample_rate, target)]
         waveform = torch.as_tensor(source)
         if waveform.dim() == 1:
             waveform = waveform[None, None, :]
@@ -127,7 +127,7 @@ class NeuCodec(DropInCodec):
             )
         items = list(waveform.float().mean(dim=1) if waveform.shape[1] > 1 else waveform[:, 0, :])
         check_items(items, argument)
-        return resample_items(items, sample_rate, target)
+        return [sinc_resample(item, sample_rate, target) for item in items]
 
     @torch.no_grad()
     def encode_code(
