@@ -241,6 +241,19 @@ def test_tokenize_gives_each_item_its_alone_codes(small: dict[str, Any]) -> None
             assert_close_to_peak(decoded.audio[index, : 480 * frames], alone, 1e-5)
 
 
+def test_parts_load_one_direction(small: dict[str, Any]) -> None:
+    """parts="decoder" needs no DistilHuBERT; each part computes what the whole model does."""
+    ours, folder, config = small["ours"], small["folder"], small["config"]
+    decoder = load_distill_neucodec(folder, config=config, parts="decoder", semantic_model="/nonexistent")
+    encoder = load_distill_neucodec(folder, config=config, parts="encoder", semantic_model=small["semantic"])
+    assert decoder.semantic_encoder is None and encoder.acoustic_decoder is None
+    batch = _speech_like(4000, 6)[None, None, :]
+    with torch.no_grad():
+        codes = ours.encode(ours.pad_input(batch)).audio_codes
+        assert torch.equal(encoder.encode(encoder.pad_input(batch)).audio_codes, codes)
+        assert torch.equal(decoder.decode(codes).audio_values, ours.decode(codes).audio_values)
+
+
 def test_original_layout_is_strict(small: dict[str, Any], tmp_path: Path) -> None:
     state = torch.load(small["folder"] / "pytorch_model.bin", weights_only=True)
     cases = {
