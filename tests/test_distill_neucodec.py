@@ -241,6 +241,18 @@ def test_tokenize_gives_each_item_its_alone_codes(small: dict[str, Any]) -> None
             assert_close_to_peak(decoded.audio[index, : 480 * frames], alone, 1e-5)
 
 
+def test_training_only_heads_are_dropped_by_name(small: dict[str, Any], tmp_path: Path) -> None:
+    state = torch.load(small["folder"] / "pytorch_model.bin", weights_only=True)
+    state["fc_post_s.weight"] = torch.zeros(3, 3)
+    state["SemanticDecoder_module.conv.weight"] = torch.zeros(3)
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    loaded = load_distill_neucodec(tmp_path, semantic_model=small["semantic"], config=small["config"])
+    for (name, tensor), (_, expected) in zip(
+        loaded.state_dict().items(), small["ours"].state_dict().items(), strict=True
+    ):
+        assert torch.equal(tensor, expected), name
+
+
 def test_parts_load_one_direction(small: dict[str, Any]) -> None:
     """parts="decoder" needs no DistilHuBERT; each part computes what the whole model does."""
     ours, folder, config = small["ours"], small["folder"], small["config"]

@@ -18,7 +18,8 @@ config: the package hard-codes the sizes (the defaults of
   they would in the package's non-strict ``load_state_dict``.
 
 Strict: a tensor nothing consumes, or one the model needs and does not find, raises
-:class:`~xcodec.errors.CheckpointError` naming the keys.
+:class:`~xcodec.errors.CheckpointError` naming the keys; only NeuCodec's training-only
+heads (``fc_post_s*``, ``SemanticDecoder*``), should a file hold them, are dropped by name.
 
 Our own layout (``save_distill_neucodec``): ``config.json`` (model_type
 "distill_neucodec") + ``model.safetensors`` with our module names (Transformers has no
@@ -48,7 +49,11 @@ from xcodec.checkpoints.common import (
     resolve_checkpoint,
     save_transformers_layout,
 )
-from xcodec.checkpoints.neucodec_original import ORIGINAL_WEIGHTS_NAME, _fold_decoder_weight_norm
+from xcodec.checkpoints.neucodec_original import (
+    ORIGINAL_WEIGHTS_NAME,
+    TRAINING_ONLY,
+    _fold_decoder_weight_norm,
+)
 from xcodec.checkpoints.pretrained import load_pretrained
 from xcodec.checkpoints.xcodec2_original import _decoder_rules, _rotary_pairs_to_halves
 from xcodec.configs.base import ConfigError
@@ -195,6 +200,9 @@ def convert_original_distill_state(
     folded or not); ``semantic_model.*`` tensors in ``state`` take precedence; None with
     none in ``state`` puts meta placeholders there (a decoder-only load drops them).
     """
+    # Training-only heads: the package loads non-strictly and never reads them (NeuCodec's
+    # loader drops the same names).
+    state = {key: value for key, value in state.items() if not any(name in key for name in TRAINING_ONLY)}
     state = _fold_decoder_weight_norm(_fold_parametrizations(state, "codec_encoder."))
     consumed: set[str] = set()
     missing: list[str] = []
