@@ -207,6 +207,21 @@ def test_local_attention_in_window_groups_equals_all_at_once() -> None:
     assert not torch.allclose(whole[:, :20], transformer(x.flip(1))[:, :20], atol=1e-3)
 
 
+def test_distance_bias_is_computed_in_float32_for_bfloat16_models() -> None:
+    """Distances up to 2 windows (3000 in the published model) are not bfloat16 numbers."""
+    from xcodec.layers.local_attention import DynamicPositionBias
+
+    bias = DynamicPositionBias(dim=8, heads=2)
+    expected = bias(300)
+    bias.to(torch.bfloat16)
+    reference = DynamicPositionBias(dim=8, heads=2)
+    reference.load_state_dict({k: v.float() for k, v in bias.state_dict().items()})
+    actual = bias(300)
+    assert actual.dtype == torch.float32 and actual.shape == (2, 300, 600)
+    assert torch.allclose(actual, reference(300), atol=1e-6)
+    assert not torch.equal(expected, actual)  # the weights themselves were rounded
+
+
 def test_a_changed_tensor_changes_the_codes(small: dict[str, Any]) -> None:
     """The comparison can fail: one perturbed local-attention weight moves codes."""
     ours = load_distill_neucodec(small["folder"], semantic_model=small["semantic"], config=small["config"])

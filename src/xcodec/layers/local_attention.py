@@ -46,7 +46,13 @@ class DynamicPositionBias(nn.Module):
         """
         device = next(self.parameters()).device
         span = 2 * window
-        table = self.mlp(torch.arange(span, dtype=torch.float, device=device)[:, None])  # (span, heads)
+        # Always float32 (the reference's dtype): in bfloat16 distances past 256 would round.
+        table = torch.arange(span, dtype=torch.float, device=device)[:, None]
+        for module in self.mlp:
+            if isinstance(module, nn.Linear):
+                table = F.linear(table, module.weight.float(), module.bias.float())
+            else:
+                table = module(table)  # (span, heads) after the last linear
         query_position = torch.arange(window, span, device=device)
         key_position = torch.arange(span, device=device)
         distance = (query_position[:, None] - key_position[None, :]).abs()
