@@ -317,6 +317,8 @@ def test_neucodec_bad_input_names_the_argument(neucodec_pair: dict[str, Any], tm
     ours = neucodec_pair["ours"]
     with pytest.raises(ArgumentError, match="audio_or_path"):
         ours.encode_code(torch.zeros(1, 1, 1, 400))
+    with pytest.raises(ArgumentError, match=r"\(batch, 1, samples\)"):  # as the package: no 2-D tensor
+        ours.encode_code(torch.zeros(2, 400))
     with pytest.raises(XcodecError, match=r"missing\.wav"):
         ours.encode_code(tmp_path / "missing.wav")
     with pytest.raises(ArgumentError, match="fsq_codes"):

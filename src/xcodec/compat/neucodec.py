@@ -81,12 +81,11 @@ class NeuCodec(DropInCodec):
         super().__init__(codec)
 
     @classmethod
-    def from_pretrained(
-        cls, model_id: str | os.PathLike[str] = "neuphonic/neucodec", **kwargs: Any
-    ) -> NeuCodec:
+    def from_pretrained(cls, model_id: str | os.PathLike[str] | None = None, **kwargs: Any) -> NeuCodec:
         """Load a hub id or folder in either layout: the package's (``pytorch_model.bin``) or Transformers'.
 
-        Keyword arguments are :meth:`NeuCodecModel.from_pretrained`'s (``semantic_model``:
+        model_id: None means the published checkpoint (``neuphonic/neucodec``, for
+        :class:`DistillNeuCodec` ``neuphonic/distill-neucodec``). Keyword arguments are :meth:`NeuCodecModel.from_pretrained`'s (``semantic_model``:
         where the original layout's W2V-BERT weights come from, default
         ``facebook/w2v-bert-2.0``; ``device_map``, ``dtype``, ``revision``, ...);
         ``map_location`` is read as ``device``. The model is returned in eval mode.
@@ -110,20 +109,27 @@ class NeuCodec(DropInCodec):
         return self.codec.hop_length
 
     # ------------------------------------------------------------------ the package's methods
-    def _item(self, source: Any, sample_rate: int, argument: str) -> list[torch.Tensor]:
-        """One path or tensor -> its (samples,) items at 16 kHz (a (batch, C, T) tensor gives several)."""
+    def _item(self, source: Any, sample_rate: int, argument: str, *, in_list: bool) -> list[torch.Tensor]:
+        """One path or tensor -> its (samples,) items at 16 kHz (a (batch, C, T) tensor gives several).
+
+        A tensor is (batch, channels, samples), as the package requires; a list item may
+        also be (samples,) or (channels, samples).
+        """
         target = self.codec.input_sample_rate
         if isinstance(source, (str, os.PathLike)):
             loaded = load_audio(Path(source))  # channels averaged, the file's rate
             return [sinc_resample(loaded.waveform, loaded.sample_rate, target)]
         waveform = torch.as_tensor(source)
-        if waveform.dim() == 1:
-            waveform = waveform[None, None, :]
-        elif waveform.dim() == 2:
-            waveform = waveform[None]
+        if in_list and waveform.dim() in (1, 2):
+            waveform = waveform.reshape(1, -1, waveform.shape[-1])
         if waveform.dim() != 3:
+            expected = (
+                "(samples,), (channels, samples) or (1, channels, samples)"
+                if in_list
+                else "(batch, 1, samples)"
+            )
             raise ArgumentError(
-                f"{argument}: NeuCodec expects tensor audio of shape (batch, 1, samples), got {tuple(waveform.shape)}"
+                f"{argument}: expected tensor audio of shape {expected}, got {tuple(waveform.shape)}"
             )
         items = list(waveform.float().mean(dim=1) if waveform.shape[1] > 1 else waveform[:, 0, :])
         check_items(items, argument)
@@ -138,19 +144,19 @@ class NeuCodec(DropInCodec):
         audio_or_path: a (batch, 1, samples) tensor at ``sample_rate`` (16 kHz unless
             given), or the path of an audio file at any rate; or a list of such items
             ((1, samples) or (samples,) tensors, paths) of any lengths.
-        Returns (batch, 1, frames) int32 codes on the model's device, frames =
-        ``ceil((samples + 1) / 320) - 1``; for a list, a list of (1, 1, frames_i) codes.
+        Returns (batch, 1, frames) int32 codes on the model's device (frames as in the
+        class docstring); for a list, a list of (1, 1, frames_i) codes.
         """
         if isinstance(audio_or_path, (list, tuple)):
             items = [
                 item
                 for index, source in enumerate(audio_or_path)
-                for item in self._item(source, sample_rate, f"audio_or_path[{index}]")
+                for item in self._item(source, sample_rate, f"audio_or_path[{index}]", in_list=True)
             ]
             if len(items) != len(audio_or_path):
                 raise ArgumentError("audio_or_path: each list item must be one waveform or one path")
             return [code[None] for code in encode_items(self.codec, items)]
-        items = self._item(audio_or_path, sample_rate, "audio_or_path")
+        items = self._item(audio_or_path, sample_rate, "audio_or_path", in_list=False)
         codes = encode_items(self.codec, items)
         stacked = stack_equal(codes)
         assert stacked is not None  # one file, or rows of one tensor: one length
