@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -31,7 +31,11 @@ def _say(message: str) -> None:
 def _load_codec(args: argparse.Namespace, model: str | None = None, parts: str = "all") -> Codec:
     """The model behind the command; ``parts`` keeps only the direction it runs (less memory)."""
     from xcodec.api import load
+    from xcodec.onnx.runtime import OnnxCodec, is_onnx_export
 
+    if is_onnx_export(model or args.model):
+        # An `xcodec export-onnx` folder runs on onnxruntime (same methods as Codec).
+        return cast(Codec, OnnxCodec(model or args.model, tensors=True, max_batch_seconds=args.batch_seconds))
     return load(
         model or args.model,
         device=args.device,
@@ -290,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     from xcodec.evaluation.cli import add_eval_command
 
     add_eval_command(sub)
+
+    from xcodec.onnx.cli import add_export_onnx_command
+
+    add_export_onnx_command(sub)
     return parser
 
 

@@ -17,6 +17,7 @@ batch and length axes are dynamic.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -30,9 +31,10 @@ from xcodec.errors import ArgumentError
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
 from xcodec.models.xcodec2 import Xcodec2Model
-from xcodec.onnx.graphs import decoder_graph
+from xcodec.onnx.graphs import decoder_graph, encoder_graph, relative_key_attention
+from xcodec.semantic.w2v_bert import RelativeKeySelfAttention
 
-__all__ = ["CONFIG_NAME", "DEFAULT_OPSET", "FORMAT", "PARTS", "codec_kind", "export_onnx"]
+__all__ = ["CONFIG_NAME", "DEFAULT_OPSET", "FORMAT", "PARTS", "cached_export", "codec_kind", "export_onnx"]
 
 FORMAT = "xcodec-onnx"
 FORMAT_VERSION = 1
@@ -53,6 +55,16 @@ DECODER_OUTPUTS: dict[str, dict[str, Any]] = {
 }
 
 
+ENCODER_INPUTS: dict[str, dict[str, Any]] = {
+    "input_values": {"dtype": "float32", "axes": ["batch", 1, "samples"]},
+    "padding_mask": {"dtype": "int64", "axes": ["batch", "samples"]},
+}
+ENCODER_OUTPUTS: dict[str, dict[str, Any]] = {
+    "audio_codes": {"dtype": "int64", "axes": ["batch", "num_codebooks", "frames"]},
+    "audio_codes_mask": {"dtype": "int64", "axes": ["batch", "frames"]},
+}
+
+
 def codec_kind(model: CodecModel) -> str:
     """ "neucodec", "xcodec2" or "xcodec" for a loaded model."""
     if isinstance(model, NeuCodecModel):
@@ -66,22 +78,32 @@ def codec_kind(model: CodecModel) -> str:
 
 @contextlib.contextmanager
 def _whole_runs(model: CodecModel) -> Iterator[None]:
-    """Run the chunked stages whole while exporting (their chunk loops are Python over lengths).
+    """Run the chunked stages whole while exporting (their chunk loops are Python over lengths),
+    and W2V-BERT's attention as :func:`~xcodec.onnx.graphs.relative_key_attention`.
 
     The chunk sizes only trade memory on long CPU inputs: outputs are the same either way
     (tests/test_fast_paths.py). Restored afterwards, so the caller's model is unchanged.
     """
     saved: list[tuple[torch.nn.Module, str, Any]] = []
+    patched: list[torch.nn.Module] = []
+    # Audio chunks (0: whole) and W2V-BERT's attention query chunks (None: all at once).
+    whole = {"chunk_samples": 0, "trailing_chunk_samples": 0, "query_chunk_size": None}
     for module in model.modules():
-        for name in ("chunk_samples", "trailing_chunk_samples"):
+        for name, value in whole.items():
             if hasattr(module, name):
                 saved.append((module, name, getattr(module, name)))
-                setattr(module, name, 0)
+                setattr(module, name, value)
+        if isinstance(module, RelativeKeySelfAttention):
+            # An instance attribute shadows the class's forward for this export only.
+            module.forward = functools.partial(relative_key_attention, module)  # type: ignore[method-assign]
+            patched.append(module)
     try:
         yield
     finally:
         for module, name, value in saved:
             setattr(module, name, value)
+        for module in patched:
+            del module.forward
 
 
 def _example_codes(model: CodecModel, frames: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +134,44 @@ def _export_decoder(model: CodecModel, path: Path, opset: int) -> None:
             output_names=list(DECODER_OUTPUTS),
             dynamic_shapes={"audio_codes": code_axes, "audio_codes_mask": {0: batch, 1: frames}},
             external_data=False,
+            optimize=False,  # see _export_encoder
+            verbose=False,
+        )
+
+
+def _example_audio(model: CodecModel, frames: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch of two (input_values, padding_mask) as the feature extractor lays them out."""
+    hop = model.input_hop_length
+    generator = torch.Generator().manual_seed(0)
+    samples = frames * hop
+    input_values = torch.zeros(2, 1, samples)
+    padding_mask = torch.zeros(2, samples, dtype=torch.long)
+    for index, count in enumerate((samples - hop // 2, samples // 2 + 7)):
+        input_values[index, 0, : count - 1] = 0.1 * torch.randn(count - 1, generator=generator)
+        padding_mask[index, :count] = 1
+    return input_values, padding_mask
+
+
+def _export_encoder(model: CodecModel, path: Path, opset: int) -> None:
+    graph = encoder_graph(model).eval()  # type: ignore[arg-type]
+    input_values, padding_mask = _example_audio(model)
+    # Audio comes padded to a whole number of input hops (the feature extractors' rule).
+    batch = torch.export.Dim("batch")
+    samples = model.input_hop_length * torch.export.Dim("frames", min=1)
+    with _whole_runs(model), torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(
+            graph,
+            (input_values, padding_mask),
+            str(path),
+            dynamo=True,
+            opset_version=opset,
+            input_names=list(ENCODER_INPUTS),
+            output_names=list(ENCODER_OUTPUTS),
+            dynamic_shapes={"input_values": {0: batch, 2: samples}, "padding_mask": {0: batch, 1: samples}},
+            external_data=False,
+            # onnxscript's graph optimiser takes minutes on the encoders' thousands of nodes,
+            # and onnxruntime optimises the graph itself when it loads it.
+            optimize=False,
             verbose=False,
         )
 
@@ -129,6 +189,13 @@ def _describe(model: CodecModel, opset: int) -> dict[str, Any]:
         "num_codebooks": model.num_codebooks,
         "codebook_size": model.codebook_size,
         "bandwidths": list(model.bandwidths),
+        # X-Codec: codebooks per bandwidth (the encoder graph gives all; the first k rows are
+        # the codes at a k-codebook bandwidth, residual quantisation being sequential).
+        "bandwidth_codebooks": {
+            f"{b:g}": model.config.num_quantizers_for_bandwidth(b)
+            for b in model.bandwidths
+            if isinstance(model, XcodecModel)
+        },
         "opset": opset,
         "dtype": "float32",
         "quantize": None,
@@ -142,12 +209,21 @@ def export_onnx(
     *,
     part: str = "both",
     opset: int = DEFAULT_OPSET,
+    dtype: str = "float32",
+    quantize: str | None = None,
 ) -> Path:
     """Export ``model``'s decoder (and encoder) to ``out_dir``; returns the folder.
 
     part: "decoder", "encoder" or "both". opset: the ONNX opset (18 or later).
+    dtype: "float32" (the only one so far). quantize: None, or "int8" for onnxruntime's
+    dynamic quantisation of the MatMul/Gemm weights (activations stay float, quantised
+    per batch at run time); lossy, its cost is measured in bench/RESULTS.md.
     The model is exported in float32 on the CPU; it is not modified.
     """
+    if dtype != "float32":
+        raise ArgumentError(f"dtype must be 'float32' (float16 graphs are not supported yet), got {dtype!r}")
+    if quantize not in (None, "int8"):
+        raise ArgumentError(f"quantize must be None or 'int8', got {quantize!r}")
     if part not in ("both", *PARTS):
         raise ArgumentError(f"part must be 'encoder', 'decoder' or 'both', not {part!r}")
     if opset < DEFAULT_OPSET:
@@ -161,7 +237,12 @@ def export_onnx(
     config = _describe(model, opset)
     wanted = PARTS if part == "both" else (part,)
     if "encoder" in wanted:
-        raise ArgumentError("encoder export is not implemented yet; use --part decoder")
+        _export_encoder(model.eval(), folder / "encoder.onnx", opset)
+        config["parts"]["encoder"] = {
+            "file": "encoder.onnx",
+            "inputs": ENCODER_INPUTS,
+            "outputs": ENCODER_OUTPUTS,
+        }
     if "decoder" in wanted:
         _export_decoder(model.eval(), folder / "decoder.onnx", opset)
         config["parts"]["decoder"] = {
@@ -169,5 +250,89 @@ def export_onnx(
             "inputs": DECODER_INPUTS,
             "outputs": DECODER_OUTPUTS,
         }
+    if quantize == "int8":
+        for entry in config["parts"].values():
+            quantize_int8(folder / entry["file"])
+        config["quantize"] = "int8"
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return folder
+
+
+def quantize_int8(path: Path) -> None:
+    """Replace the graph at ``path`` by onnxruntime's dynamic int8 quantisation of it.
+
+    Weights of MatMul and Gemm become int8 (per channel); the activations are quantised
+    on the fly. Convolutions stay float: onnxruntime's dynamic ConvInteger runs slower
+    than float Conv on CPUs, and most of the codecs' arithmetic outside attention is conv.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = path.with_suffix(".int8.onnx")
+    quantize_dynamic(
+        str(path),
+        str(quantized),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm"],
+    )
+    quantized.replace(path)
+
+
+def default_cache_dir() -> Path:
+    """Where ``xcodec.load(MODEL, backend="onnxruntime")`` keeps its exports: $XCODEC_ONNX_CACHE,
+    else ~/.cache/xcodec/onnx."""
+    configured = os.environ.get("XCODEC_ONNX_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "xcodec" / "onnx"
+
+
+def cached_export(
+    id_or_path: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    local_files_only: bool | None = None,
+    hub_cache_dir: str | os.PathLike[str] | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """The export folder of a checkpoint, exported (both parts) on first use into the cache.
+
+    The cache key is the checkpoint's id or absolute path, its revision, the newest
+    modification time of a local folder's files and the opset, so a rewritten local
+    checkpoint is exported again. ``cache_dir``: the exports' root (default
+    :func:`default_cache_dir`); ``hub_cache_dir``: the Hugging Face download cache.
+    """
+    import hashlib
+
+    from xcodec.auto import AutoModel
+
+    source = Path(id_or_path).expanduser()
+    stamp = ""
+    if source.exists():
+        files = [f for f in source.rglob("*") if f.is_file()] if source.is_dir() else [source]
+        stamp = str(max((f.stat().st_mtime_ns for f in files), default=0))
+        key_source = str(source.resolve())
+    else:
+        key_source = str(id_or_path)
+    key = hashlib.sha256(f"{key_source}|{revision}|{stamp}|{opset}|{FORMAT_VERSION}".encode()).hexdigest()[
+        :16
+    ]
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = folder / f"{Path(key_source).name or 'model'}-{key}"
+    if (target / CONFIG_NAME).is_file():
+        return target
+    model = AutoModel.from_pretrained(
+        id_or_path,
+        dtype=torch.float32,
+        revision=revision,
+        local_files_only=local_files_only,
+        cache_dir=hub_cache_dir,
+    )
+    # Write next to the target and rename, so a crashed export never looks complete.
+    partial = folder / f".{target.name}.partial"
+    if partial.exists():
+        import shutil
+
+        shutil.rmtree(partial)
+    export_onnx(model, partial, opset=opset)
+    partial.rename(target)
+    return target

@@ -27,10 +27,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xcodec.fbank import (
+    KALDI_WAVEFORM_SCALE,
+    LOG_FLOOR,
+    POVEY_EXPONENT,
+    PREEMPHASIS_COEFFICIENT,
+    kaldi_mel_banks,
+)
+from xcodec.features import NORMALISATION_EPSILON, Xcodec2FeatureExtractor
 from xcodec.layers.istft import ISTFTHead
 from xcodec.models.xcodec import XcodecModel
 from xcodec.models.xcodec2 import Xcodec2Decoder, Xcodec2Model
 from xcodec.ops.masking import attention_key_mask, lengths_to_mask, zero_padding
+from xcodec.semantic.w2v_bert import RelativeKeySelfAttention
 
 __all__ = [
     "OverlapAddISTFT",
@@ -186,6 +195,170 @@ class XcodecDecoderGraph(nn.Module):
         for index in range(1, len(stages)):
             quantized = quantized + torch.where(given[index], stages[index].decode(codes[:, index]), zero)
         return quantized
+
+
+class KaldiFbankGraph(nn.Module):
+    """X-Codec2's semantic features from its padded audio, in exportable operations.
+
+    :meth:`xcodec.features.Xcodec2FeatureExtractor.features_from_padded` with per-item
+    lengths as a tensor: Kaldi log-mel (:func:`xcodec.fbank.kaldi_fbank`: DC removal,
+    pre-emphasis, povey window, power spectrum, mel filters, log), per-item mean/variance
+    normalisation over each item's own frames, ``stride`` frames stacked per row.
+
+    input_values (batch, samples), counts (batch,) samples each item's padding mask marks
+    -> features (batch, rows, stride * num_mel_bins), rows = ceil(fbank frames / stride) (X-Codec2:
+    samples // hop; NeuCodec one fewer), and the row mask (batch, rows) bool.
+    """
+
+    def __init__(self, extractor: Xcodec2FeatureExtractor) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.edge = extractor.fbank_edge_padding()
+        self.fft_size = 1 << (extractor.frame_length - 1).bit_length()
+        self.window: torch.Tensor
+        self.banks: torch.Tensor
+        self.register_buffer("window", _povey_window(extractor.frame_length), persistent=False)
+        banks = kaldi_mel_banks(
+            extractor.num_mel_bins,
+            self.fft_size,
+            extractor.sampling_rate,
+            high_freq=float(extractor.sampling_rate // 2),
+        )
+        self.register_buffer("banks", banks.T.contiguous(), persistent=False)
+
+    def forward(self, input_values: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ex = self.extractor
+        B, _ = input_values.shape
+        waveforms = F.pad(input_values * KALDI_WAVEFORM_SCALE, (self.edge, self.edge))
+        # Kaldi's snip_edges framing as a gather (``unfold`` exports as a strided gather
+        # whose bounds onnxruntime rejects on other lengths): (batch, frames, frame_length).
+        num_frames = 1 + (waveforms.shape[-1] - ex.frame_length) // ex.frame_shift
+        starts = torch.arange(num_frames) * ex.frame_shift
+        frames = waveforms[:, starts[:, None] + torch.arange(ex.frame_length)[None, :]]
+        frames = frames - frames.mean(dim=-1, keepdim=True)
+        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+        frames = (frames - PREEMPHASIS_COEFFICIENT * previous) * self.window
+        power = torch.fft.rfft(frames, n=self.fft_size).abs().pow(2.0)
+        log_mel = (power @ self.banks).clamp_min(LOG_FLOOR).log()  # (batch, frames, mel)
+        # Item of count c samples (its "always pad" sample included): padded_length = ceil(c / hop) * hop.
+        hop = ex.hop_length
+        padded = torch.div(counts + hop - 1, hop, rounding_mode="floor") * hop
+        per_item = 1 + torch.div(
+            padded + 2 * self.edge - ex.frame_length, ex.frame_shift, rounding_mode="floor"
+        )
+        valid = lengths_to_mask(per_item, num_frames)[:, :, None]  # (batch, frames, 1)
+        count = per_item.to(log_mel.dtype)[:, None, None]
+        zero = torch.zeros((), dtype=log_mel.dtype)
+        mean = torch.where(valid, log_mel, zero).sum(dim=1, keepdim=True) / count
+        centred = torch.where(valid, log_mel - mean, zero)
+        variance = centred.square().sum(dim=1, keepdim=True) / (count - 1).clamp_min(1)
+        normalised = (log_mel - mean) / torch.sqrt(variance + NORMALISATION_EPSILON)
+        fill = torch.full((), ex.padding_value, dtype=log_mel.dtype)
+        normalised = torch.where(valid, normalised, fill)
+        # Rows of `stride` frames (the last one completed with the fill value).
+        rows = (num_frames + ex.stride - 1) // ex.stride
+        needed = rows * ex.stride
+        normalised = torch.cat([normalised, fill.expand(B, needed - num_frames, ex.num_mel_bins)], dim=1)[
+            :, :needed
+        ]
+        features = normalised.reshape(B, rows, ex.stride * ex.num_mel_bins)
+        row_mask = lengths_to_mask(torch.div(per_item, ex.stride, rounding_mode="floor"), rows)
+        return features, row_mask
+
+
+class Xcodec2EncoderGraph(nn.Module):
+    """X-Codec2 / NeuCodec encoder: padded audio and its mask in, codes and their mask out.
+
+    input_values (batch, 1, samples) at the input rate, each item followed by the feature
+    extractor's padding (one zero, then zeros to a multiple of the hop, then the batch's);
+    padding_mask (batch, samples) int64, 1 on each item's samples and its one "always pad"
+    zero -> audio_codes (batch, 1, frames) int64, 0 past each item's codes, and
+    audio_codes_mask (batch, frames) int64. Each item's codes are its alone-run's.
+    """
+
+    def __init__(self, model: Xcodec2Model) -> None:
+        super().__init__()
+        self.model = model
+        self.fbank = KaldiFbankGraph(model._feature_extractor())
+
+    def forward(
+        self, input_values: torch.Tensor, padding_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = padding_mask.to(torch.long).sum(dim=-1)
+        features, _ = self.fbank(input_values[:, 0, :], counts)
+        encoded = self.model.encode(input_values, features, padding_mask=padding_mask, batch_invariant=True)
+        assert encoded.code_lengths is not None
+        codes = zero_padding(encoded.audio_codes.to(torch.long), encoded.code_lengths)
+        mask = lengths_to_mask(encoded.code_lengths, codes.shape[-1]).to(torch.long)
+        return codes, mask
+
+
+class XcodecEncoderGraph(nn.Module):
+    """X-Codec encoder at its full bandwidth (the first k rows are the codes at a k-codebook bandwidth).
+
+    input_values (batch, 1, samples), zero-padded to a multiple of the hop; padding_mask
+    (batch, samples) int64, 1 on each item's samples -> audio_codes (batch, num_codebooks,
+    frames) int64, 0 past each item's codes, and audio_codes_mask (batch, frames) int64.
+    """
+
+    def __init__(self, model: XcodecModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_values: torch.Tensor, padding_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = padding_mask.to(torch.long).sum(dim=-1)
+        encoded = self.model._encode(input_values, self.model.num_codebooks, lengths)
+        assert encoded.code_lengths is not None
+        codes = zero_padding(encoded.audio_codes.to(torch.long), encoded.code_lengths)
+        mask = lengths_to_mask(encoded.code_lengths, codes.shape[-1]).to(torch.long)
+        return codes, mask
+
+
+def encoder_graph(model: Xcodec2Model | XcodecModel) -> nn.Module:
+    """The exportable encoder wrapper for ``model`` (X-Codec2, NeuCodec or X-Codec)."""
+    if isinstance(model, Xcodec2Model):
+        return Xcodec2EncoderGraph(model)
+    return XcodecEncoderGraph(model)
+
+
+def relative_key_attention(
+    attention: RelativeKeySelfAttention, hidden_states: torch.Tensor, key_valid: torch.Tensor | None
+) -> torch.Tensor:
+    """:meth:`RelativeKeySelfAttention.forward` in exportable operations; same weights, same output.
+
+    The module lays its relative-position bias out with ``as_strided`` and Python branches
+    on the frame count; ONNX gets a gather with a (frames, frames) distance index instead,
+    and the attention written out (softmax of scaled scores plus bias), all queries at once.
+    hidden_states (batch, frames, hidden), key_valid (batch, frames) bool -> (batch, frames, hidden).
+    """
+    B, T, C = hidden_states.shape
+    heads, head_dim = attention.num_heads, attention.head_dim
+
+    def split(linear: nn.Linear) -> torch.Tensor:
+        return linear(hidden_states).reshape(B, T, heads, head_dim).transpose(1, 2)
+
+    query, key, value = split(attention.linear_q), split(attention.linear_k), split(attention.linear_v)
+    scores = torch.matmul(query, key.transpose(-1, -2)) * attention.scaling  # (batch, heads, T, T)
+    if attention.distance_embedding is not None:
+        table = attention.distance_embedding.weight.to(query.dtype)
+        per_distance = torch.matmul(query, table.T) * attention.scaling  # (batch, heads, T, distances)
+        position = torch.arange(T)
+        distance = (position[None, :] - position[:, None]).clamp(
+            -attention.left, attention.right
+        ) + attention.left
+        scores = scores + per_distance.gather(-1, distance.expand(B, heads, T, T))
+    if key_valid is not None:
+        lowest = torch.full((), torch.finfo(scores.dtype).min, dtype=scores.dtype)
+        scores = torch.where(key_valid[:, None, None, :], scores, lowest)
+    context = torch.matmul(scores.softmax(dim=-1), value)  # (batch, heads, T, head_dim)
+    return attention.linear_out(context.transpose(1, 2).reshape(B, T, C))
+
+
+def _povey_window(frame_length: int) -> torch.Tensor:
+    """Kaldi's povey window, as :func:`xcodec.fbank.kaldi_fbank` builds it."""
+    return torch.hann_window(frame_length, periodic=False).pow(POVEY_EXPONENT)
 
 
 def decoder_graph(model: Xcodec2Model | XcodecModel) -> nn.Module:
