@@ -13,15 +13,15 @@ Layers, bottom to top (a module may import its own rank or lower, never higher):
 1. The data path and the interface it implements: ``base`` (the codec interface, its
    ``from_pretrained`` through the registry), ``audio``, ``fbank`` (the Kaldi filterbank
    math), ``features`` (padding rules, extractors), ``windowing`` (the plan and stitch
-   math of long-audio windows), ``metrics/``, ``streaming`` (stream state, if it gets a
-   module of its own). Inside the model's data path, three sub-ranks:
+   math of long-audio windows), ``metrics/`` (the stream-state mechanism is ``ops/streaming``). Inside the model's data path, three sub-ranks:
 
    - 1 ``ops/``: runtime helpers (lengths and masks of padded batches, chunking, layout);
    - 1.2 ``layers/``: building blocks (Snake, anti-aliasing, FSQ, RVQ, transformer, ISTFT);
    - 1.4 ``stages/`` and ``semantic/``: codec stages (BigCodec, DAC, Vocos, the semantic
      adapter) and the semantic encoders, assembled from blocks.
 2. ``models/``: assemble the data path into codecs; no I/O. ``runtime`` (options that set
-   how the models' modules compute).
+   how the models' modules compute). ``streaming`` (the decoder streamers: they read the
+   models' decoder parts, so they sit on the models' rank).
 3. ``checkpoints/`` (all I/O: hub resolution, safetensors, key maps, weight-norm folding)
    and ``placement`` (reads a checkpoint's ``config.json`` for ``dtype="auto"``).
 4. ``api``, ``auto``: the simple API and checkpoint dispatch.
@@ -53,7 +53,7 @@ RANKS: dict[str, float] = {
     "semantic": 1.4,
     "windowing": 1,
     "metrics": 1,
-    "streaming": 1,
+    "streaming": 2,
     "models": 2,
     "runtime": 2,
     "checkpoints": 3,

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -25,6 +25,7 @@ from xcodec.windowing import Window, WindowConfig, plan_windows, stitch_audio, s
 
 if TYPE_CHECKING:
     from xcodec.runtime import RuntimeOptions
+    from xcodec.streaming import DecoderStream
 
 __all__ = ["AudioInput", "BatchError", "Codec", "ItemError", "PreparedAudio", "load"]
 
@@ -423,6 +424,26 @@ class Codec:
             raise BatchError(errors, results)
         done = [audio for audio in results if audio is not None]  # all of them: nothing failed
         return done[0] if single else done
+
+    # ---- streaming ---------------------------------------------------------------------
+    def decoder_stream(self, batch_size: int = 1, **options: Any) -> DecoderStream:
+        """A stream: ``push(codes) -> audio`` as codes arrive, ``flush() -> audio`` at the end.
+
+        X-Codec streams exactly; X-Codec2/NeuCodec take ``left_context``, ``lookahead`` and
+        ``crossfade`` (frames) for their windowed decoder (:mod:`xcodec.streaming`).
+        """
+        from xcodec.streaming import decoder_stream
+
+        return decoder_stream(self.model, batch_size, **options)
+
+    def stream_decode(self, chunks: Iterable[Any], **options: Any) -> Iterator[torch.Tensor]:
+        """Yield (samples,) float32 audio as soon as it is final, for code chunks (num_codebooks, n).
+
+        Everything yielded joins to the length of the offline decode of all the codes.
+        """
+        from xcodec.streaming import stream_decode
+
+        return stream_decode(self.model, chunks, **options)
 
 
 def load(

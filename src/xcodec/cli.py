@@ -131,6 +131,12 @@ def _write_wav(path: Path, waveform: torch.Tensor, sample_rate: int) -> None:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    if args.stream:
+        from xcodec.streaming_cli import run_stream_decode
+
+        return run_stream_decode(args, _load_codec)
+    if args.output is None:
+        raise XcodecError("decode needs -o/--output (or --stream to write audio to stdout)")
     inputs = [Path(p) for p in args.codes]
     loaded: list[tuple[Path, torch.Tensor, int | None, str | None]] = []
     failures: list[str] = []
@@ -253,10 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help=".npz codes -> wav files")
-    p.add_argument("codes", nargs="+", help=".npz files written by `xcodec encode`")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p = sub.add_parser("decode", help=".npz codes -> wav files (--stream: codes -> PCM on stdout)")
+    p.add_argument("codes", nargs="+", help=".npz files written by `xcodec encode` (--stream: one, or -)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="output folder (not with --stream)")
     _add_model_options(p, default_model=None)
+    from xcodec.streaming_cli import add_stream_options
+
+    add_stream_options(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("reconstruct", help="audio -> codes -> audio")

@@ -159,6 +159,11 @@ class Xcodec2Decoder(nn.Module):
 
         With ``lengths`` each item's first ``lengths * hop_length`` samples equal its alone-run.
         """
+        return self.head(self.features(latents, lengths), lengths)
+
+    def features(self, latents: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Everything before the ISTFT head (the part a stream decodes per window, see
+        :mod:`xcodec.streaming`): (batch, frames, quantization_dim) -> (batch, frames, hidden)."""
         x = self.fc(latents)
         x = self.embed(zero_padding(x, lengths, dim=1).transpose(1, 2)).transpose(1, 2)
         for block in self.prior_net:
@@ -175,7 +180,7 @@ class Xcodec2Decoder(nn.Module):
             x = layer(x, rotary, attention_mask)
         for block in self.post_net:
             x = block(x, lengths)
-        return self.head(self.norm(x), lengths)
+        return self.norm(x)
 
 
 class Xcodec2Model(CodecModel):

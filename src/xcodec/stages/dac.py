@@ -308,6 +308,19 @@ class DacDecoder(nn.Module):
     def _blocks(self) -> list[DacDecoderBlock]:
         return [cast(DacDecoderBlock, block) for block in self.block]
 
+    def stream_reach(self) -> int:
+        """Latent frames an output sample depends on, either side of its frame (rounded up, plus one).
+
+        A stream (:mod:`xcodec.streaming`) that decodes each new stretch with this many
+        frames of context on both sides computes what the offline decode does there: the
+        zero padding at a window's edges reaches no further in.
+        """
+        reach, upsampled = float(conv_reach(self.conv1)), 1
+        for block in self._blocks():
+            reach += block.reach() / upsampled
+            upsampled *= block.conv_t1.stride[0]
+        return math.ceil(reach + conv_reach(self.conv2) / upsampled) + 1
+
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """(batch,) valid frames -> (batch,) samples each item gets alone."""
         for block in self.block:
