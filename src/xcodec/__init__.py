@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from xcodec.api import BatchError, Codec, ItemError
     from xcodec.auto import AutoFeatureExtractor, AutoModel
     from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
+    from xcodec.configs.distill_neucodec import DistillNeuCodecConfig
     from xcodec.configs.neucodec import NeuCodecConfig
     from xcodec.configs.ssl import HubertConfig, WavLMConfig
     from xcodec.configs.w2v_bert import Wav2Vec2BertConfig
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from xcodec.errors import ArgumentError, AudioError, CheckpointError, ConfigError, XcodecError
     from xcodec.evaluation import EvalReport, evaluate
     from xcodec.features import NeuCodecFeatureExtractor, Xcodec2FeatureExtractor, XcodecFeatureExtractor
+    from xcodec.models.distill_neucodec import DistillNeuCodecModel
     from xcodec.models.neucodec import NeuCodecModel
     from xcodec.models.xcodec import XcodecModel
     from xcodec.models.xcodec2 import Xcodec2Model
@@ -56,6 +58,8 @@ _LAZY: dict[str, str] = {
     "CodecModel": "xcodec.base",
     "ConfigError": "xcodec.errors",
     "DetokenizeResult": "xcodec.base",
+    "DistillNeuCodecConfig": "xcodec.configs.distill_neucodec",
+    "DistillNeuCodecModel": "xcodec.models.distill_neucodec",
     "EvalReport": "xcodec.evaluation",
     "HubertConfig": "xcodec.configs.ssl",
     "ItemError": "xcodec.errors",
@@ -88,6 +92,8 @@ __all__ = [
     "CodecModel",
     "ConfigError",
     "DetokenizeResult",
+    "DistillNeuCodecConfig",
+    "DistillNeuCodecModel",
     "EvalReport",
     "HubertConfig",
     "ItemError",
