@@ -398,3 +398,21 @@ print("torch imported:", "torch" in sys.modules)
         expected = model.tokenize(torch.from_numpy(waveform)[None]).audio_codes[0]
     assert torch.equal(torch.from_numpy(codes), expected)
     assert_close_to_peak(torch.from_numpy(audio), _torch_decode(model, expected))
+
+
+def test_load_dispatches_export_folders(exported: tuple[CodecModel, Path]) -> None:
+    import xcodec
+    from xcodec.onnx.runtime import OnnxCodec
+
+    model, folder = exported
+    codec = xcodec.load(folder)
+    assert isinstance(codec, OnnxCodec)
+    assert (codec.sample_rate, codec.hop_length, codec.num_codebooks) == (
+        model.sample_rate,
+        model.hop_length,
+        model.num_codebooks,
+    )
+    with pytest.raises(ArgumentError, match="device"):
+        xcodec.load(folder, device="cuda")
+    with pytest.raises(ArgumentError, match="backend"):
+        xcodec.load(folder, backend="tensorrt")

@@ -141,6 +141,16 @@ def load(id_or_path: str | os.PathLike[str] = "HKUSTAudio/xcodec2-hf", **kwargs:
     if backend != "torch" and is_onnx_export(id_or_path):
         from xcodec.onnx.runtime import OnnxCodec
 
+        if str(kwargs.get("device") or "cpu") != "cpu" or str(kwargs.get("dtype") or "float32") not in (
+            "float32",
+            "torch.float32",
+        ):
+            from xcodec.errors import ArgumentError
+
+            raise ArgumentError(
+                f"{id_or_path}: an ONNX export runs in float32 on onnxruntime's CPU provider; "
+                f"device={kwargs.get('device')!r} and dtype={kwargs.get('dtype')!r} do not apply"
+            )
         options = {k: v for k, v in kwargs.items() if k in ("max_batch_seconds",) and v is not None}
         # OnnxCodec has Codec's public methods and properties (numpy results in place of
         # tensors); typed as Codec so callers keep one type for both backends.
