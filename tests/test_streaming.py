@@ -81,18 +81,18 @@ def test_xcodec_stream_equals_offline(xcodec, size):
 
 
 def test_xcodec_random_chunkings_and_batch(xcodec):
-    """Random chunk sequences (seeded), and a batch of 3 streams equal to each stream alone."""
-    codes = _codes(xcodec, 30, batch=3, seed=1)
+    """Random chunk sequences (seeded), and a batch of 2 streams equal to each stream alone."""
+    codes = _codes(xcodec, 24, batch=2, seed=1)
     offline = _offline(xcodec, codes)
     rng = random.Random(5)
-    for _ in range(3):
-        sizes, left = [], 30
+    for _ in range(2):
+        sizes, left = [], 24
         while left:
             sizes.append(min(left, rng.randint(1, 9)))
             left -= sizes[-1]
         batched = _streamed(xcodec, codes, sizes)
         assert_close_to_peak(batched, offline, EXACT)
-        solo = torch.cat([_streamed(xcodec, codes[i : i + 1], sizes) for i in range(3)])
+        solo = torch.cat([_streamed(xcodec, codes[i : i + 1], sizes) for i in range(2)])
         assert_close_to_peak(batched, solo, EXACT)
 
 
@@ -230,3 +230,15 @@ def test_cli_decode_stream_through_a_pipe(tmp_path, xcodec2):
     assert_close_to_peak(pcm, offline, EXACT)
     bad = subprocess.run(command, input=b"1 2 x 3", capture_output=True, env=env, timeout=300)
     assert bad.returncode == 2 and b"'x'" in bad.stderr
+
+
+def test_stdin_token_parsing_and_decode_without_output(tmp_path):
+    from xcodec.cli import main
+    from xcodec.streaming_cli import parse_tokens
+
+    assert parse_tokens("<|s_5|><|s_17|> 3 4") == ([5, 17, 3], "4")
+    assert parse_tokens("<|s_5|><|s_17|> 3 4\n") == ([5, 17, 3, 4], "")
+    assert parse_tokens("1 2 <|s_1") == ([1, 2], "<|s_1")  # the unfinished token waits for more
+    with pytest.raises(XcodecError, match="s_x"):
+        parse_tokens("<|s_x|> ")
+    assert main(["decode", str(tmp_path / "a.npz")]) == 2  # no -o and no --stream

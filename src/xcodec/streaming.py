@@ -53,7 +53,7 @@ __all__ = [
 # bench/RESULTS.md (streaming section).
 DEFAULT_LEFT_CONTEXT = 50
 DEFAULT_LOOKAHEAD = 4
-DEFAULT_CROSSFADE = 0
+DEFAULT_CROSSFADE = 2
 
 
 class StreamError(XcodecError):
@@ -199,9 +199,11 @@ class WindowedXcodec2Stream(DecoderStream):
         *,
         left_context: int = DEFAULT_LEFT_CONTEXT,
         lookahead: int = DEFAULT_LOOKAHEAD,
-        crossfade: int = DEFAULT_CROSSFADE,
+        crossfade: int | None = None,
     ) -> None:
         super().__init__(model, batch_size)
+        if crossfade is None:  # the default, within the context there is
+            crossfade = min(DEFAULT_CROSSFADE, left_context)
         for name, value in (
             ("left_context", left_context),
             ("lookahead", lookahead),
