@@ -140,6 +140,12 @@ def test_200_steps_lower_the_mel_loss(long_run: Path) -> None:
     first, last = float(np.mean(mel[:10])), float(np.mean(mel[-10:]))
     assert last <= 0.7 * first, (first, last)
     assert "loss/adversarial" in losses[181] and "loss/adversarial" not in losses[180]
+    # Codebook usage is logged every step (distinct codes among the batch's frames); at the
+    # fresh init the frames spread over many codes.
+    records = [json.loads(line) for line in (long_run / "metrics.jsonl").read_text().splitlines()]
+    usage = {r["step"]: (r["codes/distinct"], r["codes/frames"]) for r in records if "codes/distinct" in r}
+    assert sorted(usage) == list(range(1, 201))
+    assert usage[1][1] == 2 * 13 and usage[1][0] >= 4, usage[1]
 
 
 CODEBOOK_USAGE_FLOOR = 8  # distinct codes of 256 on the 51 frames of the 1 s probe

@@ -236,11 +236,15 @@ def train(recipe: TrainRecipe, options: TrainOptions) -> dict[str, float]:
         last = values
         if is_main and (step % options.log_every == 0 or step == recipe.max_steps):
             record = {"step": step, "lr": lr, **{f"loss/{k}": v for k, v in values.items()}}
+            # Distinct FSQ codes among this rank's batch frames: the first sign of the code
+            # collapse of issue 12 (the mel loss keeps falling while every frame gets one code).
+            record["codes/distinct"] = int(out.codes.unique().numel())
+            record["codes/frames"] = int(out.codes.numel())
             record["time"] = time.time() - started
             _append_jsonl(run_dir / "metrics.jsonl", record)
             if writer is not None:
                 for key, value in record.items():
-                    if key.startswith("loss/") or key == "lr":
+                    if key.startswith(("loss/", "codes/")) or key == "lr":
                         writer.add_scalar(key, value, step)
         if progress is not None:
             progress.update(1)
