@@ -105,7 +105,7 @@ def run_grid(args: argparse.Namespace) -> None:
     lines = [
         "## Streaming decode quality vs the offline decode (bench/bench_streaming.py grid, issue 15)",
         "",
-        "`python3 bench/bench_streaming.py grid`",
+        f"`python3 bench/bench_streaming.py {' '.join(sys.argv[1:])}`",
         machine(args.threads),
         f"- Codes: speech_en.flac ({codes.shape[1]} frames, 4.9 s) encoded by `xcodec2-demo`; the full-size "
         "X-Codec2 with random weights decodes random codes of the same length. Each stream is scored "
@@ -156,7 +156,7 @@ def run_latency(args: argparse.Namespace) -> None:
     lines = [
         "## Streaming decode latency (bench/bench_streaming.py latency, issue 15)",
         "",
-        "`python3 bench/bench_streaming.py latency`",
+        f"`python3 bench/bench_streaming.py {' '.join(sys.argv[1:])}`",
         machine(args.threads),
         f"- Full-size decoders, random weights, {seconds:.0f} s of random codes per stream, default options "
         "(X-Codec2/NeuCodec: windowed; X-Codec: exact). *look-ahead*: frames that must arrive after a "
