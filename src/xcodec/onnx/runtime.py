@@ -199,6 +199,9 @@ class OnnxCodec:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
+            # Errors only: the exporter's CastLike nodes make onnxruntime warn, harmlessly,
+            # that it cannot constant-fold them, once per node at every load.
+            options.log_severity_level = 3
             if self.threads is not None:
                 options.intra_op_num_threads = self.threads
             path = self.folder / self.config["parts"][part]["file"]
