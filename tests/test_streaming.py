@@ -242,3 +242,26 @@ def test_stdin_token_parsing_and_decode_without_output(tmp_path):
     with pytest.raises(XcodecError, match="s_x"):
         parse_tokens("<|s_x|> ")
     assert main(["decode", str(tmp_path / "a.npz")]) == 2  # no -o and no --stream
+
+
+def test_xcodec_property_any_chunking(xcodec):
+    """Property: any chunk sequence streams to the offline decode (hypothesis, few examples)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    strategies = hypothesis.strategies
+    codes = _codes(xcodec, 18, seed=9)
+    offline = _offline(xcodec, codes)
+
+    @hypothesis.settings(max_examples=6, deadline=None, derandomize=True)
+    @hypothesis.given(strategies.lists(strategies.integers(1, 18), min_size=1, max_size=18))
+    def check(sizes: list[int]) -> None:
+        chunks, left = [], 18
+        for size in sizes:
+            if left == 0:
+                break
+            chunks.append(min(size, left))
+            left -= chunks[-1]
+        if left:
+            chunks.append(left)
+        assert_close_to_peak(_streamed(xcodec, codes, chunks), offline, EXACT)
+
+    check()
