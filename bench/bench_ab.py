@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from _results import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AUDIO = Path(os.environ.get("XCODEC_SHARED", REPO.parent / "shared")) / "audio" / "speech_en.flac"
 
@@ -87,23 +89,6 @@ def run_side(src: Path, args: argparse.Namespace) -> dict:
     return result
 
 
-def replace_section(path: Path, name: str, body: str) -> None:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{start}\n{body.rstrip()}\n{end}\n"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        text = before + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        marker = "\n## Reading these results"
-        if marker in text:
-            before, after = text.split(marker, 1)
-            text = before.rstrip("\n") + "\n\n" + block + marker + after
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join(lines) + "\n"
     print(report)
     if args.output is not None:
-        replace_section(args.output, "bench_ab", report)
+        write_section(args.output, "bench_ab", report)
     return 0
 
 

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from _results import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AUDIO = Path(os.environ.get("XCODEC_SHARED", REPO.parent / "shared")) / "audio" / "speech_en.flac"
 
@@ -91,19 +93,6 @@ def run_checkpoint(checkpoint: str, args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def replace_section(path: Path, name: str, body: str) -> None:
-    """Write ``body`` between this bench's markers in ``path`` (appended if absent)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{start}\n{body.rstrip()}\n{end}\n"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        text = before + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join(lines) + "\n"
     print(report)
     if args.output is not None:
-        replace_section(args.output, "bench_compile", report)
+        write_section(args.output, "bench_compile", report)
     return 0
 
 

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import torch
+from _results import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XCODEC_SHARED", REPO.parent / "shared"))
-START = "<!-- bench_distill_neucodec:start -->"
-END = "<!-- bench_distill_neucodec:end -->"
+SECTION = "bench_distill_neucodec"
 
 
 def load_clip(seconds: float) -> tuple[torch.Tensor, str]:
@@ -100,7 +100,6 @@ def main() -> int:
     ratio = rows["NeuCodec"]["encode"] / rows["DistillNeuCodec"]["encode"]
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        START,
         "## DistillNeuCodec vs NeuCodec encoder (bench/bench_distill_neucodec.py, issue 14)",
         "",
         f"- Command: `python3 bench/bench_distill_neucodec.py --seconds {args.seconds:g} --runs {args.runs} "
@@ -124,18 +123,8 @@ def main() -> int:
         'every module `parts="encoder"` keeps (semantic model included; DistillNeuCodec\'s acoustic '
         "stack alone is 21.6 M). Both decode with the same generator. DistillNeuCodec gives one code "
         "more per item (`n // 320 + 1`).",
-        END,
     ]
-    section = "\n".join(lines)
-    text = args.output.read_text() if args.output.exists() else ""
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    args.output.write_text(text)
-    print(section)
+    print(write_section(args.output, SECTION, "\n".join(lines)))
     return 0
 
 

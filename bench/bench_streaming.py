@@ -33,26 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _results import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("XCODEC_SHARED", REPO.parent / "shared"))
-HAND_WRITTEN = "## Reading these results"
 
 
-def write_section(output: Path, name: str, lines: list[str]) -> None:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    section = "\n".join([start, *lines, end])
-    text = output.read_text() if output.exists() else ""
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        text = before + section + rest.split(end, 1)[1]
-    elif HAND_WRITTEN in text:
-        before, after = text.split(HAND_WRITTEN, 1)
-        text = before + section + "\n\n" + HAND_WRITTEN + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    output.write_text(text)
-    print(section)
+def _write(output: Path, name: str, lines: list[str]) -> None:
+    print(write_section(output, name, "\n".join(lines)))
 
 
 def streamed(model: Any, codes: torch.Tensor, chunk: int, **options: Any) -> tuple[torch.Tensor, list[float]]:
@@ -134,7 +122,7 @@ def run_grid(args: argparse.Namespace) -> None:
             snr, mel = snr_db(reference, audio), mel_distance(reference, audio, model.sample_rate)
             lines.append(f"| {chunk} | {left} | {ahead} | {fade} | {snr:.2f} | {mel:.4f} |")
             print(lines[-1], flush=True)
-    write_section(args.output, "bench_streaming_grid", lines)
+    _write(args.output, "bench_streaming_grid", lines)
 
 
 def run_latency(args: argparse.Namespace) -> None:
@@ -195,7 +183,7 @@ def run_latency(args: argparse.Namespace) -> None:
             )
             lines.append(row)
             print(row, flush=True)
-    write_section(args.output, "bench_streaming_latency", lines)
+    _write(args.output, "bench_streaming_latency", lines)
 
 
 def main() -> int:
