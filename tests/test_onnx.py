@@ -45,7 +45,37 @@ def tiny_model(kind: str) -> CodecModel:
     else:
         model = XcodecModel(XcodecConfig.from_dict(tiny_xcodec_dict())).eval()
     perturb_(model)
+    if isinstance(model, XcodecModel):
+        spread_rvq_codes_(model)
     return model
+
+
+def spread_rvq_codes_(model: XcodecModel, seed: int = 1) -> None:
+    """Set the first RVQ codebook to embeddings of a noise clip, in place.
+
+    With the tiny config's random codebooks every frame of noise picks one code, so a
+    codes comparison could not fail; codebook rows drawn from real embeddings spread them
+    (15 of 16 codes on 3 s of noise).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    captured: list[torch.Tensor] = []
+    encode = model.quantizer.encode
+
+    def capture(embeddings: torch.Tensor, num_quantizers: int) -> torch.Tensor:
+        captured.append(embeddings)
+        return encode(embeddings, num_quantizers)
+
+    model.quantizer.encode = capture  # type: ignore[method-assign]
+    try:
+        with torch.inference_mode():
+            model.tokenize(0.1 * torch.randn(1, 2 * model.input_sample_rate, generator=generator))
+    finally:
+        del model.quantizer.encode
+    frames = captured[0][0].T  # (frames, dim)
+    embed = model.quantizer.stages[0].codebook.embed
+    pick = torch.randperm(frames.shape[0], generator=generator)[: embed.shape[0]]
+    with torch.no_grad():
+        embed.copy_(frames[pick])
 
 
 @pytest.fixture(scope="module", params=KINDS)
