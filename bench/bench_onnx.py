@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _results import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AUDIO = Path(os.environ.get("XCODEC_SHARED", REPO.parent / "shared")) / "audio" / "speech_en.flac"
@@ -142,7 +143,6 @@ def _fmt(value: Any, spec: str) -> str:
 
 def report(rows: list[dict[str, Any]], command: str, threads: int) -> str:
     lines = [
-        "<!-- bench_onnx:start -->",
         "## ONNX Runtime against PyTorch (bench/bench_onnx.py)",
         "",
         f"`{command}`; {threads} threads, fastest of the runs, all in one process (so one load).",
@@ -169,26 +169,8 @@ def report(rows: list[dict[str, Any]], command: str, threads: int) -> str:
             + f"| {r['ort_audio_error_of_peak']:.1e} | {r['int8_snr_db']:.1f} | {r['int8_mel_distance']:.3f} "
             f"| {_fmt(r.get('ort_codes_agreement'), '.3f')} / {_fmt(r.get('int8_codes_agreement'), '.3f')} |"
         )
-    lines += ["", "<!-- bench_onnx:end -->"]
+    lines += [""]
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the bench_onnx section of ``path``, or insert it before the hand-written notes."""
-    text = path.read_text() if path.exists() else ""
-    start, end = "<!-- bench_onnx:start -->", "<!-- bench_onnx:end -->"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        _, after = rest.split(end, 1)
-        text = before + section + after
-    else:
-        marker = "## Reading these results"
-        if marker in text:
-            before, after = text.split(marker, 1)
-            text = before + section + "\n\n" + marker + after
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def main() -> None:
@@ -214,7 +196,7 @@ def main() -> None:
     section = report(rows, command, args.threads)
     print(section)
     if args.output is not None:
-        write_section(args.output, section)
+        write_section(args.output, "bench_onnx", section)
 
 
 if __name__ == "__main__":
