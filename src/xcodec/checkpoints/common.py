@@ -25,6 +25,7 @@ __all__ = [
     "SAFETENSORS_INDEX",
     "SAFETENSORS_NAME",
     "build_and_load",
+    "check_conversion",
     "fold_pos_conv_weight_norm",
     "fold_weight_norm",
     "load_pickle_state_dict",
@@ -207,6 +208,19 @@ def load_state_dict_strict(
     with torch.no_grad():
         for key, target in own.items():
             target.copy_(state[key].to(dtype=target.dtype))
+
+
+def check_conversion(missing: Iterable[str], leftover: Iterable[str], layout: str) -> None:
+    """Raise naming the model keys a layout conversion left ``missing`` and the checkpoint keys
+    it left unread (``leftover``); ``layout`` names the source ("original X-Codec2")."""
+    missing, leftover = sorted(missing), sorted(leftover)
+    problems = []
+    if missing:
+        problems.append(f"missing ({len(missing)}): {_preview(missing)}")
+    if leftover:
+        problems.append(f"not consumed by the mapping table ({len(leftover)}): {_preview(leftover)}")
+    if problems:
+        raise CheckpointError(f"{layout} state dict does not match its config: " + "; ".join(problems))
 
 
 def _preview(names: Iterable[str], limit: int = 20) -> str:

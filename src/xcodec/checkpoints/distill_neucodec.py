@@ -42,6 +42,7 @@ from xcodec.checkpoints.common import (
     SAFETENSORS_INDEX,
     SAFETENSORS_NAME,
     build_and_load,
+    check_conversion,
     fold_pos_conv_weight_norm,
     fold_weight_norm,
     load_pickle_state_dict,
@@ -261,16 +262,7 @@ def convert_original_distill_state(
         {key.removeprefix(_HUBERT_PREFIX): value for key, value in semantic_state.items()}
     )
     converted.update({f"semantic_encoder.{key}": value for key, value in semantic_state.items()})
-    leftover = sorted(set(state) - consumed)
-    problems = []
-    if missing:
-        problems.append(f"missing ({len(missing)}): {', '.join(missing[:12])}")
-    if leftover:
-        problems.append(f"not consumed ({len(leftover)}): {', '.join(leftover[:12])}")
-    if problems:
-        raise CheckpointError(
-            "original DistillNeuCodec state dict does not match its config: " + "; ".join(problems)
-        )
+    check_conversion(missing, set(state) - consumed, "original DistillNeuCodec")
     return converted
 
 

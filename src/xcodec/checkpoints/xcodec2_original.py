@@ -51,6 +51,7 @@ from xcodec.checkpoints.common import (
     CONFIG_NAME,
     SAFETENSORS_INDEX,
     SAFETENSORS_NAME,
+    check_conversion,
     fold_weight_norm,
     load_safetensors_folder,
     save_safetensors_folder,
@@ -467,21 +468,8 @@ def convert_original_state(state: dict[str, torch.Tensor], config: Xcodec2Config
         if match is not None and int(match.group(1)) >= kept_layers:
             continue  # W2V-BERT layers X-Codec2 never reads
         leftover.append(key)
-    problems = []
-    if missing:
-        problems.append(f"missing ({len(missing)}): {_preview(missing)}")
-    if leftover:
-        problems.append(f"not consumed by the mapping table ({len(leftover)}): {_preview(sorted(leftover))}")
-    if problems:
-        raise CheckpointError(
-            "original X-Codec2 state dict does not match its config: " + "; ".join(problems)
-        )
+    check_conversion(missing, leftover, "original X-Codec2")
     return converted
-
-
-def _preview(names: list[str], limit: int = 12) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def load_original_xcodec2_state(folder: Path) -> tuple[Xcodec2Config, dict[str, torch.Tensor]]:
