@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 from _asserts import assert_codes_vary
+from _oracle import require_oracle
 from _tiny import save_tiny_xcodec2
 
 from xcodec import metrics
@@ -165,6 +166,35 @@ def test_dnsmos_equals_speechmos(degraded: np.ndarray, monkeypatch: pytest.Monke
 
 
 # ---- the command ---------------------------------------------------------------------------------
+# ---- intelligibility by speech recognition ---------------------------------------------------
+def test_word_error_rate_hand_values() -> None:
+    wer = metrics.word_error_rate
+    assert wer("the cat sat", "the cat sat") == 0.0
+    assert wer("the cat sat", "the hat sat") == pytest.approx(1 / 3)  # one substitution
+    assert wer("the cat sat", "the sat") == pytest.approx(1 / 3)  # one deletion
+    assert wer("the cat sat", "the big cat sat down") == pytest.approx(2 / 3)  # two insertions
+    assert wer("a b", "") == 1.0
+    assert wer("The Cat", "the  cat") == 0.0  # case and spacing do not count
+    assert math.isnan(wer("", "anything"))
+
+
+def test_recogniser_hears_the_real_sentence_and_not_its_destruction(speech: np.ndarray) -> None:
+    require_oracle("pocketsphinx")
+    if not SPEECH.is_file():
+        pytest.skip(f"{SPEECH} is absent (the shared recordings)")
+    audio, rate = sf.read(str(SPEECH), dtype="float64")
+    # The LibriSpeech sentence of speech_en.flac; the recogniser gets all but "who had".
+    truth = "he began a confused complaint against the wizard who had vanished behind the curtain on the left"
+    heard = metrics.transcribe(audio, rate)
+    assert metrics.word_error_rate(truth, heard) < 0.25, heard
+    assert metrics.asr_wer(audio, audio, rate) == 0.0
+    # The same envelope with the spectral detail gone (the words' formants): the recogniser
+    # must lose most words, or the metric could not tell a bad codec from a good one.
+    rng = np.random.default_rng(0)
+    envelope = np.convolve(np.abs(audio), np.ones(400) / 400, mode="same")
+    assert metrics.asr_wer(audio, envelope * rng.standard_normal(audio.size), rate) > 0.6
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny") / "xcodec2"
@@ -196,7 +226,9 @@ def test_cli_eval_reports_every_metric_and_isolates_a_bad_file(
     (item,) = first["files"]
     assert item["duration"] == pytest.approx(1.2)
     assert set(item["metrics"]) == set(report["metrics"])
-    assert all(isinstance(v, float) and math.isfinite(v) for v in item["metrics"].values()), item["metrics"]
+    assert item["metrics"]["asr_wer"] is None  # only with --asr
+    scored = {k: v for k, v in item["metrics"].items() if k != "asr_wer"}
+    assert all(isinstance(v, float) and math.isfinite(v) for v in scored.values()), scored
     assert item["metrics"] == second["files"][0]["metrics"]
     assert first["mean"] == item["metrics"]
     (usage,) = first["codebooks"]  # X-Codec2: one FSQ codebook
@@ -254,6 +286,29 @@ def test_cli_eval_dtype_runs_a_second_configuration(
         (item,) = run["files"]
         assert item["metrics"]["stoi"] is None and math.isfinite(item["metrics"]["mel_distance"])
     assert "token agreement" in capsys.readouterr().out
+
+
+def test_cli_eval_asr_adds_the_word_error_rate_of_the_round_trip(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_oracle("pocketsphinx")
+    if not SPEECH.is_file():
+        pytest.skip(f"{SPEECH} is absent (the shared recordings)")
+    source = tmp_path / "speech.wav"
+    audio, rate = sf.read(str(SPEECH), dtype="float32")
+    sf.write(source, audio, rate)
+    out = tmp_path / "report.json"
+    argv = ["eval", str(source), "--model", str(checkpoint), "--no-perceptual", "--asr", "--json", str(out)]
+    assert main(argv) == 0
+    assert "WER" in capsys.readouterr().out
+    (item,) = json.loads(out.read_text())["runs"][0]["files"]
+    import xcodec
+
+    codec = xcodec.load(checkpoint)
+    decoded = codec.decode(codec.encode(str(source)))
+    expected = metrics.asr_wer(codec.prepare(source).waveform, decoded, RATE)
+    # Random tiny weights decode noise: the recogniser loses most words of the sentence.
+    assert item["metrics"]["asr_wer"] == pytest.approx(expected) and expected > 0.5
 
 
 def test_decoded_audio_at_another_rate_is_resampled_to_the_input_rate(

@@ -19,7 +19,9 @@ _DTYPES = ("float32", "bfloat16", "float16")
 _DESCRIPTION = """\
 Encode and decode each file (folders: every audio file under them) and report, per file and
 on average: mel distance (log-mel L1), multi-resolution STFT distance, SI-SDR, SNR, log-mel
-correlation, STOI, PESQ wide-/narrow-band, DNSMOS SIG/BAK/OVRL, and codebook usage.
+correlation, STOI, PESQ wide-/narrow-band, DNSMOS SIG/BAK/OVRL, and codebook usage; with
+--asr also the word error rate (WER) of an offline English recogniser (PocketSphinx) on the
+decoded audio against its own transcript of the input.
 --against MODEL2 or --dtype runs a second configuration (B) next to the first (A, float32)
 and reports token agreement. Exit status: 0 all files evaluated, 1 some failed, 2 the job
 could not run.
@@ -61,6 +63,11 @@ def add_eval_command(subparsers: Any) -> None:
     )
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--no-perceptual", action="store_true", help="skip STOI, PESQ and DNSMOS (fast)")
+    p.add_argument(
+        "--asr",
+        action="store_true",
+        help='add the word error rate of an English recogniser (needs pip install "xcodec[asr]")',
+    )
     p.add_argument("--offline", action="store_true", help="use only the local hub cache")
     p.set_defaults(func=cmd_eval)
 
@@ -68,6 +75,10 @@ def add_eval_command(subparsers: Any) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     if not args.no_perceptual:
         _require_extras()
+    if args.asr and importlib.util.find_spec("pocketsphinx") is None:
+        raise MissingExtraError(
+            'xcodec eval --asr needs pocketsphinx, which is not installed: pip install "xcodec[asr]"'
+        )
     import torch
     from tqdm import tqdm
 
@@ -95,6 +106,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             bandwidth=args.bandwidth,
             against=against,
             perceptual=not args.no_perceptual,
+            asr=args.asr,
             progress=progress,
         )
     print(report.format_table())

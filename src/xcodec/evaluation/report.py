@@ -23,6 +23,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "dnsmos_sig": ("SIG", "higher"),
     "dnsmos_bak": ("BAK", "higher"),
     "dnsmos_ovrl": ("OVRL", "higher"),
+    "asr_wer": ("WER", "lower"),
 }
 
 
@@ -33,7 +34,8 @@ def _finite_or_none(value: float | None) -> float | None:
 @dataclasses.dataclass
 class FileResult:
     """Metrics of one file decoded by one configuration; None where a metric was not computed
-    (perceptual metrics switched off) or is undefined (PESQ without speech in the reference)."""
+    (perceptual metrics or ASR switched off) or is undefined (PESQ or WER without speech in the
+    reference)."""
 
     source: str
     duration: float  # seconds of input audio

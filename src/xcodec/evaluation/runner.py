@@ -13,6 +13,8 @@ from xcodec.audio import resample
 from xcodec.errors import ArgumentError, XcodecError
 from xcodec.evaluation.report import EvalReport, FileResult, ItemFailure, RunReport
 from xcodec.metrics import (
+    asr_wer,
+    check_asr_available,
     check_available,
     codebook_usage,
     dnsmos,
@@ -50,12 +52,19 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def score(
-    reference: torch.Tensor, decoded: torch.Tensor, sample_rate: int, *, perceptual: bool = True
+    reference: torch.Tensor,
+    decoded: torch.Tensor,
+    sample_rate: int,
+    *,
+    perceptual: bool = True,
+    asr: bool = False,
 ) -> dict[str, float | None]:
     """All waveform metrics of ``decoded`` against ``reference``, both ``(samples,)`` at ``sample_rate``.
 
     perceptual: False leaves STOI, PESQ and DNSMOS out (None); they need the ``eval`` extra
     and take most of the time.
+    asr: True adds ``asr_wer``, the word error rate of an English recogniser on the decoded
+    audio against its transcript of the reference (the ``asr`` extra); None otherwise.
     """
     metrics: dict[str, float | None] = {
         "mel_distance": mel_distance(reference, decoded, sample_rate),
@@ -77,6 +86,7 @@ def score(
             dnsmos_bak=mos.bak,
             dnsmos_ovrl=mos.ovrl,
         )
+    metrics["asr_wer"] = asr_wer(reference, decoded, sample_rate) if asr else None
     return metrics
 
 
@@ -90,6 +100,7 @@ def _run(
     label: str,
     bandwidth: float | None,
     perceptual: bool,
+    asr: bool,
     failures: dict[str, str],
     progress: Callable[[str], None] | None,
 ) -> tuple[RunReport, dict[str, torch.Tensor]]:
@@ -104,7 +115,7 @@ def _run(
             if codec.sample_rate != codec.input_sample_rate:
                 decoded = resample(decoded, codec.sample_rate, codec.input_sample_rate)
             metrics = score(
-                prepared.waveform.float(), decoded, codec.input_sample_rate, perceptual=perceptual
+                prepared.waveform.float(), decoded, codec.input_sample_rate, perceptual=perceptual, asr=asr
             )
         except XcodecError as exc:
             failures.setdefault(source, str(exc))
@@ -128,6 +139,7 @@ def evaluate(
     against: Codec | None = None,
     against_bandwidth: float | None = None,
     perceptual: bool = True,
+    asr: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> EvalReport:
     """Encode and decode each file with ``codec`` (and ``against``, if given) and score the result.
@@ -140,6 +152,8 @@ def evaluate(
         files are scored the same way and ``token_agreement`` compares the two runs' codes
         over the files both encoded (bandwidth ``against_bandwidth``, default ``bandwidth``).
     perceptual: False skips STOI, PESQ and DNSMOS (the ``eval`` extra; most of the time).
+    asr: True adds the word error rate of an English recogniser (PocketSphinx, the ``asr``
+        extra) on the decoded audio against its transcript of the input; English speech only.
     progress: called after each file of each run with a short line naming them.
 
     A file that cannot be read or encoded is listed in ``failures``; the others are
@@ -152,16 +166,20 @@ def evaluate(
     # Job-level errors first, not one failure per file.
     if perceptual:
         check_available()
+    if asr:
+        check_asr_available()
     codec.model.check_bandwidth(bandwidth)
     if against is not None:
         against.model.check_bandwidth(bandwidth if against_bandwidth is None else against_bandwidth)
     failures: dict[str, str] = {}
-    first, first_codes = _run(codec, paths, "A", bandwidth, perceptual, failures, progress)
+    first, first_codes = _run(codec, paths, "A", bandwidth, perceptual, asr, failures, progress)
     runs = [first]
     agreement = None
     if against is not None:
         second_bandwidth = bandwidth if against_bandwidth is None else against_bandwidth
-        second, second_codes = _run(against, paths, "B", second_bandwidth, perceptual, failures, progress)
+        second, second_codes = _run(
+            against, paths, "B", second_bandwidth, perceptual, asr, failures, progress
+        )
         runs.append(second)
         shared = [s for s in first_codes if s in second_codes]
         if shared:

@@ -9,10 +9,13 @@ estimate are cut to the shorter length first (:func:`align`). Signatures are
   :func:`multi_resolution_stft_distance`, :func:`log_mel`.
 - :mod:`~xcodec.metrics.perceptual` (the ``eval`` extra): :func:`stoi`, :func:`pesq_wb`,
   :func:`pesq_nb`, :func:`dnsmos`.
+- :mod:`~xcodec.metrics.intelligibility` (the ``asr`` extra): :func:`asr_wer`,
+  :func:`transcribe`, :func:`word_error_rate`.
 - :mod:`~xcodec.metrics.codes`: :func:`codebook_usage`, :func:`token_agreement`.
 """
 
 from xcodec.metrics.codes import CodebookUsage, codebook_usage, token_agreement
+from xcodec.metrics.intelligibility import asr_wer, check_asr_available, transcribe, word_error_rate
 from xcodec.metrics.perceptual import DnsmosScores, check_available, dnsmos, pesq_nb, pesq_wb, stoi
 from xcodec.metrics.signal import align, si_sdr, snr_db
 from xcodec.metrics.spectral import (
@@ -32,6 +35,8 @@ __all__ = [
     "DnsmosScores",
     "MelConfig",
     "align",
+    "asr_wer",
+    "check_asr_available",
     "check_available",
     "codebook_usage",
     "dnsmos",
@@ -45,4 +50,6 @@ __all__ = [
     "snr_db",
     "stoi",
     "token_agreement",
+    "transcribe",
+    "word_error_rate",
 ]
