@@ -12,6 +12,10 @@ Two kinds of stream share one interface (:class:`DecoderStream`: ``push(codes) -
   which is all its samples depend on, so the streamed audio equals the offline decode
   (float summation order aside) for any chunking; a frame's audio comes out once ``reach``
   later frames have arrived (or at ``flush``).
+- **Causal** (X-Codec2-Streaming, a checkpoint with ``decoder_causal``): the decoder looks
+  only at past frames, so its modules keep a bounded state (conv histories, a sliding-window
+  KV cache, the ISTFT tail) and a push decodes just the new frames, exactly
+  (:class:`CausalXcodec2Stream`).
 - **Windowed** (X-Codec2, NeuCodec: bidirectional attention and GroupNorm over time): each
   push runs the decoder body on the new frames' window (``left_context`` frames before,
   ``lookahead`` after), hands the new frames' features to the ISTFT head, which streams
@@ -41,6 +45,7 @@ __all__ = [
     "DEFAULT_CROSSFADE",
     "DEFAULT_LEFT_CONTEXT",
     "DEFAULT_LOOKAHEAD",
+    "CausalXcodec2Stream",
     "DecoderStream",
     "ExactDacStream",
     "StreamError",
@@ -262,17 +267,66 @@ class WindowedXcodec2Stream(DecoderStream):
         return torch.cat(parts, dim=1) if parts else torch.zeros(self.batch_size, 0)
 
 
+class CausalXcodec2Stream(DecoderStream):
+    """X-Codec2-Streaming (``decoder_causal``): the causal decoder streams exactly with its own state.
+
+    Every stateful module of the decoder (the left-padded convs' last input frames, each
+    attention layer's keys and values of the last ``decoder_attention_window - 1`` frames,
+    the ISTFT head's overlap-add tail; :mod:`xcodec.layers.causal`) keeps a state for
+    ``batch_size`` streams, so a push of n frames runs the decoder on those n frames only:
+    O(n) whatever the stream's length, no codes kept. Each frame's audio comes out with the
+    push that brings it, less the ISTFT head's tail (its last ``n_fft - hop - padding``
+    samples, 480 at 16 kHz, follow with the next push or at ``flush``). The output equals the
+    causal model's offline decode (float summation order aside).
+    """
+
+    def __init__(self, model: Xcodec2Model, batch_size: int = 1) -> None:
+        super().__init__(model, batch_size)
+        model.require_part("decoder")
+        self.decoder = model.acoustic_decoder
+        self._states: dict[Any, StreamingState] = init_states(self.decoder, batch_size)
+
+    @property
+    def latency_frames(self) -> int:
+        return 0
+
+    def _advance(self, codes: torch.Tensor, frames_in: int, *, final: bool) -> torch.Tensor:
+        new = codes[:, :, self.frames_out - self._first :]
+        parts: list[torch.Tensor] = []
+        # A failed push must leave the stream as it was: keep the states' fields to put back.
+        saved = {module: dict(vars(state)) for module, state in self._states.items()}
+        try:
+            with resumed(self._states):
+                if new.shape[2]:
+                    latents = self.model.quantizer.from_indices(new[:, 0, :])
+                    features = self.decoder.features(latents)
+                    self._finite(features, self.frames_out, frames_in)
+                    parts.append(self.decoder.head(features)[:, 0])
+                if final:
+                    parts.append(self.decoder.head.flush_stream()[:, 0])
+        except BaseException:
+            for module, fields in saved.items():
+                vars(self._states[module]).update(fields)
+            raise
+        # No codes are kept: the modules' states hold all the context there is.
+        self._commit(codes, frames_in, frames_in, frames_in)
+        return torch.cat(parts, dim=1) if parts else torch.zeros(self.batch_size, 0)
+
+
 def decoder_stream(model: Any, batch_size: int = 1, **options: Any) -> DecoderStream:
-    """A :class:`DecoderStream` for ``model`` (X-Codec: exact; X-Codec2/NeuCodec: windowed).
+    """A :class:`DecoderStream` for ``model`` (X-Codec and causal X-Codec2: exact; X-Codec2/NeuCodec: windowed).
 
     options (windowed only): ``left_context``, ``lookahead``, ``crossfade`` in frames.
     """
-    if isinstance(model, XcodecModel):
+    if isinstance(model, XcodecModel) or (isinstance(model, Xcodec2Model) and model.config.decoder_causal):
         if options:
             raise ArgumentError(
-                f"X-Codec streams exactly and takes no options, got {', '.join(sorted(options))}"
+                f"{type(model).__name__} streams exactly (causal decoder) and takes no options, "
+                f"got {', '.join(sorted(options))}"
             )
-        return ExactDacStream(model, batch_size)
+        if isinstance(model, XcodecModel):
+            return ExactDacStream(model, batch_size)
+        return CausalXcodec2Stream(model, batch_size)
     if isinstance(model, Xcodec2Model):
         unknown = set(options) - {"left_context", "lookahead", "crossfade"}
         if unknown:

@@ -36,6 +36,14 @@ class Xcodec2Config(ConfigBase):
     ``encoder_hidden_size`` channels doubled at each of ``downsampling_ratios``. The
     quantiser: ``quantization_dim`` (= hidden_size + semantic hidden size) projected to
     ``len(quantization_levels)`` FSQ digits.
+
+    ``decoder_causal`` (not a Transformers key; X-Codec2-Streaming, issue 15): the decoder
+    looks only at past frames (left-padded convs, per-frame normalisation, causal attention
+    over the last ``decoder_attention_window`` frames), so it streams exactly with a bounded
+    state (:mod:`xcodec.stages.causal_vocos`). Same parameters as the bidirectional decoder.
+    Both keys are written to ``config.json`` only when ``decoder_causal`` is true: such a
+    checkpoint is ours alone, Transformers would ignore the keys and build the bidirectional
+    decoder around the causal weights (wrong audio), so it must not be loaded there.
     """
 
     model_type: ClassVar[str] = "xcodec2"
@@ -62,6 +70,8 @@ class Xcodec2Config(ConfigBase):
     activation_dropout: float = 0.1
     quantization_dim: int = 2048
     quantization_levels: tuple[int, ...] = (4, 4, 4, 4, 4, 4, 4, 4)
+    decoder_causal: bool = False
+    decoder_attention_window: int = 64
 
     def __post_init__(self) -> None:
         # Transformers fills these two the same way when a config leaves them out (null).
@@ -105,6 +115,23 @@ class Xcodec2Config(ConfigBase):
             raise ConfigError(f"rope_type {rope_type!r} is not supported (only 'default')")
         if not self.quantization_levels or min(self.quantization_levels) < 2:
             raise ConfigError(f"quantization_levels must be integers >= 2, got {self.quantization_levels}")
+        if not isinstance(self.decoder_causal, bool):
+            raise ConfigError(f"decoder_causal must be true or false, got {self.decoder_causal!r}")
+        if (
+            int(self.decoder_attention_window) != self.decoder_attention_window
+            or self.decoder_attention_window < 1
+        ):
+            raise ConfigError(
+                f"decoder_attention_window must be a whole number of frames >= 1, got {self.decoder_attention_window!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if not self.decoder_causal:
+            # A bidirectional checkpoint's config.json stays exactly the Transformers one.
+            out.pop("decoder_causal", None)
+            out.pop("decoder_attention_window", None)
+        return out
 
     @property
     def hop_length(self) -> int:

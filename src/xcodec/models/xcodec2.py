@@ -24,6 +24,7 @@ from torch import nn
 from xcodec.base import CodecModel, DetokenizeResult, TokenizeResult
 from xcodec.configs.xcodec2 import Xcodec2Config
 from xcodec.errors import ArgumentError
+from xcodec.layers.causal import CausalConv1d, CausalSelfAttention
 from xcodec.layers.fsq import ProjectedFSQ
 from xcodec.layers.istft import ISTFTHead
 from xcodec.layers.transformer import RotaryEmbedding, TransformerLayer
@@ -36,6 +37,7 @@ from xcodec.ops.masking import (
 )
 from xcodec.semantic.w2v_bert import Wav2Vec2BertEncoder
 from xcodec.stages.bigcodec import AcousticEncoder
+from xcodec.stages.causal_vocos import CausalResNetBlock
 from xcodec.stages.vocos import ResNetBlock
 
 if TYPE_CHECKING:
@@ -110,6 +112,13 @@ class Xcodec2SemanticAdapter(nn.Module):
 class Xcodec2Decoder(nn.Module):
     """Vocos decoder: (batch, frames, quantization_dim) -> (batch, 1, frames * hop_length).
 
+    ``config.decoder_causal`` (X-Codec2-Streaming) builds the causal variant with the same
+    parameters: left-padded convs (:class:`~xcodec.layers.causal.CausalConv1d`), per-frame
+    normalisation in the ResNet blocks (:mod:`xcodec.stages.causal_vocos`) and attention over
+    the last ``decoder_attention_window`` frames
+    (:class:`~xcodec.layers.causal.CausalSelfAttention`); the final norm and the ISTFT head
+    are unchanged. It streams exactly with a bounded state (:mod:`xcodec.streaming`).
+
     Quirk ``rotary over heads`` (X-Codec2's original code, kept by Transformers 5.23): the
     rotary embedding is indexed by the head number, not by time. Head h rotates its
     queries and keys alike by angles h * inv_freq, and a rotation applied to both sides of
@@ -127,11 +136,15 @@ class Xcodec2Decoder(nn.Module):
         hidden = config.hidden_size
         head_dim = config.head_dim or hidden // config.num_attention_heads
         self.num_attention_heads = config.num_attention_heads
+        self.causal = config.decoder_causal
         self.fc = nn.Linear(config.quantization_dim, hidden)
-        self.embed = nn.Conv1d(hidden, hidden, kernel_size=7, padding=3)
-        self.prior_net = nn.ModuleList(
-            [ResNetBlock(hidden, dropout=config.activation_dropout) for _ in range(2)]
+        block: type[ResNetBlock] | type[CausalResNetBlock] = CausalResNetBlock if self.causal else ResNetBlock
+        self.embed = (
+            CausalConv1d(hidden, hidden, kernel_size=7)
+            if self.causal
+            else nn.Conv1d(hidden, hidden, kernel_size=7, padding=3)
         )
+        self.prior_net = nn.ModuleList([block(hidden, dropout=config.activation_dropout) for _ in range(2)])
         self.rotary_emb = RotaryEmbedding(head_dim, config.rope_theta)
         self.rotate_over_heads = False
         self.layers = nn.ModuleList(
@@ -148,9 +161,20 @@ class Xcodec2Decoder(nn.Module):
             )
             for _ in range(config.num_hidden_layers)
         )
-        self.post_net = nn.ModuleList(
-            [ResNetBlock(hidden, dropout=config.activation_dropout) for _ in range(2)]
-        )
+        if self.causal:
+            # X-Codec2-Streaming: same parameters, attention over the last window frames only.
+            for layer in self.layers:
+                assert isinstance(layer, TransformerLayer)
+                layer.self_attn = CausalSelfAttention(
+                    hidden,
+                    config.num_attention_heads,
+                    config.num_key_value_heads or config.num_attention_heads,
+                    head_dim,
+                    config.decoder_attention_window,
+                    bias=config.attention_bias,
+                    dropout=config.attention_dropout,
+                )
+        self.post_net = nn.ModuleList([block(hidden, dropout=config.activation_dropout) for _ in range(2)])
         self.norm = nn.LayerNorm(hidden, eps=1e-6)
         self.head = ISTFTHead(hidden, config.n_fft, config.hop_length)
 
