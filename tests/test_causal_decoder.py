@@ -230,3 +230,22 @@ def test_failed_push_keeps_the_stream_and_options_are_refused(causal):
     assert_close_to_peak(torch.cat(pieces)[None], _offline(causal, codes[None]), EXACT)
     with pytest.raises(XcodecError, match="takes no options"):
         codec.decoder_stream(left_context=4)
+
+
+def test_streaming_recipe_switches_an_init_checkpoint_to_the_causal_decoder(tmp_path):
+    from xcodec.train.init_sources import load_init
+    from xcodec.train.recipe import load_recipe
+
+    recipe = load_recipe("xcodec2-streaming")
+    assert recipe.model == {"decoder_causal": True, "decoder_attention_window": 64}
+    assert "encoder" in recipe.freeze  # tokens stay the --init checkpoint's
+    base = tiny_xcodec2(seed=5)
+    base.save_pretrained(tmp_path / "base")
+    model = load_init(str(tmp_path / "base"), recipe.model, seed=0).model
+    assert model.config.decoder_causal and model.config.decoder_attention_window == 64
+    assert isinstance(model.acoustic_decoder.layers[0].self_attn, CausalSelfAttention)
+    own = model.state_dict()
+    assert all(torch.equal(own[key], value) for key, value in base.state_dict().items())
+    # A key that changes a shape fails the strict load, naming the parameters.
+    with pytest.raises(XcodecError, match=r"mlp\.fc1\.weight"):
+        load_init(str(tmp_path / "base"), {"intermediate_size": 96}, seed=0)

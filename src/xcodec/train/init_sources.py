@@ -102,4 +102,31 @@ def load_init(init: str | None, recipe_model: dict[str, Any] | None, seed: int) 
         model = Xcodec2Model.from_pretrained(init)
     except CheckpointError as exc:
         raise CheckpointError(f"--init {init}: {exc}") from exc
+    if recipe_model:
+        model = _with_recipe_config(model, recipe_model, init)
     return InitWeights(model.train())
+
+
+def _with_recipe_config(model: Xcodec2Model, recipe_model: dict[str, Any], init: str) -> Xcodec2Model:
+    """``model`` rebuilt with the recipe's ``model`` keys over its config, its weights loaded strictly.
+
+    For shape-free switches such as ``decoder_causal`` (recipe xcodec2-streaming): the
+    causal decoder has the bidirectional one's parameters, so the weights load unchanged.
+    A key that changes a shape fails the strict load, naming the parameters.
+    """
+    from xcodec.checkpoints.common import load_state_dict_strict
+
+    values = model.config.to_dict()
+    values.update(recipe_model)
+    try:
+        config = type(model.config).from_dict(values)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ConfigError(f"recipe key 'model' over --init {init}: {exc}") from exc
+    if config.to_dict() == model.config.to_dict():
+        return model
+    rebuilt = type(model)(config)
+    load_state_dict_strict(
+        rebuilt, model.state_dict(), source=f"--init {init} with the recipe's 'model' keys"
+    )
+    rebuilt.preprocessor = model.preprocessor
+    return rebuilt.to(model.device)
