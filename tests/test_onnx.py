@@ -330,6 +330,64 @@ def test_int8_decoder_is_close_but_not_exact(exported: tuple[CodecModel, Path], 
     assert snr > 5, f"int8 decoder SNR {snr:.1f} dB"
 
 
+# Floor for the float16 decoders against float32 ONNX on the tiny random weights, padded
+# batch of 150 and 37 frames (measured: X-Codec2 55.0-55.1 dB, NeuCodec 55.0-55.3 dB, X-Codec
+# 48.5 dB). A graph left float32 fails the "changed" check; a broken conversion (overflow to
+# inf, a wrong cast) falls far below. Real weights: bench/RESULTS.md (bench_onnx).
+FLOAT16_DECODER_SNR_FLOOR_DB = 35.0
+
+
+def _snr_db(reference: np.ndarray, other: np.ndarray) -> float:
+    noise = float(np.square(other.astype(np.float64) - reference).sum())
+    return (
+        float("inf")
+        if noise == 0
+        else 10 * np.log10(float(np.square(reference.astype(np.float64)).sum()) / noise)
+    )
+
+
+def test_float16_decoder_is_close_but_not_exact(exported: tuple[CodecModel, Path], tmp_path: Path) -> None:
+    """The float16 conversion halves the weights, keeps float32 inputs/outputs and stays near fp32."""
+    import shutil
+
+    import onnx
+
+    from xcodec.onnx.export import convert_float16
+
+    model, folder = exported
+    copy = tmp_path / "fp16"
+    shutil.copytree(folder, copy)
+    convert_float16(copy / "decoder.onnx")
+    graph = onnx.load(str(copy / "decoder.onnx"))
+    weights = list(graph.graph.initializer)
+    # The tiny decoders' largest constants are the ISTFT bases, kept float32 on purpose.
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in weights), "no float16 weights"
+    session16 = ort.InferenceSession(str(copy / "decoder.onnx"))
+    assert [o.type for o in session16.get_outputs()] == ["tensor(float)", "tensor(int64)"]
+    lengths = [150, 37]
+    codes = torch.stack([_codes(model, 150, seed=30), _codes(model, 150, seed=31)])
+    mask = torch.zeros(2, 150, dtype=torch.long)
+    for index, length in enumerate(lengths):
+        mask[index, :length] = 1
+    fp32, _ = _run_decoder(ort.InferenceSession(str(folder / "decoder.onnx")), codes, mask)
+    fp16, padding_mask = _run_decoder(session16, codes, mask)
+    hop = model.hop_length
+    for index, length in enumerate(lengths):
+        reference, audio = fp32[index, 0, : length * hop].numpy(), fp16[index, 0, : length * hop].numpy()
+        snr = _snr_db(reference, audio)
+        assert np.isfinite(snr), "float16 conversion left the decoder unchanged"
+        assert snr > FLOAT16_DECODER_SNR_FLOOR_DB, f"item {index}: float16 decoder SNR {snr:.1f} dB"
+        assert not fp16[index, 0, length * hop :].any(), "audio past the item's end must stay zero"
+        assert int(padding_mask[index].sum()) == length * hop
+
+
+def test_export_refuses_float16_with_int8(tmp_path: Path) -> None:
+    with pytest.raises(ArgumentError, match="float16"):
+        export_onnx(tiny_xcodec2(), tmp_path, dtype="float16", quantize="int8")
+    with pytest.raises(ArgumentError, match="bfloat16"):
+        export_onnx(tiny_xcodec2(), tmp_path, dtype="bfloat16")
+
+
 # ---------------------------------------------------------------- encoders (slow: each export takes minutes here)
 
 TIE_TOLERANCE = 1e-4

@@ -50,7 +50,13 @@ def add_export_onnx_command(subparsers: Any) -> None:
     p.add_argument("out_dir", type=Path, help="output folder; `xcodec.load(OUT_DIR)` runs it on onnxruntime")
     p.add_argument("--part", choices=["encoder", "decoder", "both"], default="both")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or later (default 18)")
-    p.add_argument("--dtype", choices=["float32"], default="float32", help="graph weights' dtype")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float16"],
+        default="float32",
+        help="graph weights' and activations' dtype; float16 keeps the ISTFT, fbank, norms and "
+        "quantisers float32 and the graph's inputs and outputs float32 (lossy, see README)",
+    )
     p.add_argument(
         "--quantize",
         choices=["int8"],

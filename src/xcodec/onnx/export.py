@@ -6,12 +6,18 @@ An export folder holds ``decoder.onnx`` (and, once exported, ``encoder.onnx``) a
     {"format": "xcodec-onnx", "format_version": 1, "codec": "xcodec2" | "neucodec" | "xcodec",
      "sample_rate": ..., "input_sample_rate": ..., "hop_length": ..., "input_hop_length": ...,
      "frame_rate": ..., "num_codebooks": ..., "codebook_size": ..., "bandwidths": [...],
-     "opset": ..., "dtype": "float32", "quantize": null | "int8",
+     "opset": ..., "dtype": "float32" | "float16", "quantize": null | "int8",
      "parts": {"decoder": {"file": "decoder.onnx", "inputs": {...}, "outputs": {...}}}}
 
 where ``inputs``/``outputs`` map each graph tensor name to its dtype and axes. The graphs
 are :mod:`xcodec.onnx.graphs`' wrappers exported with ``torch.onnx.export(dynamo=True)``:
 batch and length axes are dynamic.
+
+A float16 export (``dtype="float16"``) is the float32 graph converted afterwards by
+onnxruntime's float16 converter (:func:`convert_float16`): weights and activations in
+float16, graph inputs and outputs still float32 (so the runtime and its callers are
+unchanged), and the numerically sensitive parts kept float32 (:data:`FLOAT32_MODULES`,
+:data:`FLOAT32_OPS`).
 """
 
 from __future__ import annotations
@@ -63,6 +69,38 @@ ENCODER_OUTPUTS: dict[str, dict[str, Any]] = {
     "audio_codes": {"dtype": "int64", "axes": ["batch", "num_codebooks", "frames"]},
     "audio_codes_mask": {"dtype": "int64", "axes": ["batch", "frames"]},
 }
+
+
+# Modules (matched by class name in the exporter's per-node class hierarchy) whose nodes stay
+# float32 in a float16 export: the ISTFT head (exp of log-magnitudes, and the overlap-add
+# divides by a window envelope that tends to 1e-11 at the edges), the Kaldi fbank (waveforms
+# scaled by 32768 give power spectra far past float16's 65504), the quantisers (FSQ rounds
+# at a decision boundary, RVQ compares distances that differ in the fourth digit: float16
+# there would change codes, not just round audio) and the norms (sums of squares overflow).
+FLOAT32_MODULES = (
+    "OverlapAddISTFT",
+    "KaldiFbankGraph",
+    "ProjectedFSQ",
+    "FiniteScalarQuantizer",
+    "ResidualVectorQuantizer",
+    "RMSNorm",
+    "LayerNorm",
+    "GroupNorm",
+)
+# Operators kept float32 wherever they are: the reductions and powers of the norms written
+# out by hand (masked GroupNorm, W2V-BERT's and the semantic encoders' norms), softmax, exp/log.
+FLOAT32_OPS = (
+    "ReduceMean",
+    "ReduceSum",
+    "Pow",
+    "Sqrt",
+    "Reciprocal",
+    "Softmax",
+    "LayerNormalization",
+    "GroupNormalization",
+    "Exp",
+    "Log",
+)
 
 
 def codec_kind(model: CodecModel) -> str:
@@ -176,7 +214,7 @@ def _export_encoder(model: CodecModel, path: Path, opset: int) -> None:
         )
 
 
-def _describe(model: CodecModel, opset: int) -> dict[str, Any]:
+def _describe(model: CodecModel, opset: int, dtype: str) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -197,7 +235,7 @@ def _describe(model: CodecModel, opset: int) -> dict[str, Any]:
             if isinstance(model, XcodecModel)
         },
         "opset": opset,
-        "dtype": "float32",
+        "dtype": dtype,
         "quantize": None,
         "parts": {},
     }
@@ -215,15 +253,19 @@ def export_onnx(
     """Export ``model``'s decoder (and encoder) to ``out_dir``; returns the folder.
 
     part: "decoder", "encoder" or "both". opset: the ONNX opset (18 or later).
-    dtype: "float32" (the only one so far). quantize: None, or "int8" for onnxruntime's
-    dynamic quantisation of the MatMul/Gemm weights (activations stay float, quantised
-    per batch at run time); lossy, its cost is measured in bench/RESULTS.md.
+    dtype: "float32", or "float16" (:func:`convert_float16`: half the file size; lossy,
+    and on CPUs without float16 arithmetic slower than float32; its cost is measured in
+    bench/RESULTS.md). quantize: None, or "int8" for onnxruntime's dynamic quantisation
+    of the MatMul/Gemm weights (activations stay float, quantised per batch at run time);
+    lossy, its cost is measured in bench/RESULTS.md. float16 and int8 do not combine.
     The model is exported in float32 on the CPU; it is not modified.
     """
-    if dtype != "float32":
-        raise ArgumentError(f"dtype must be 'float32' (float16 graphs are not supported yet), got {dtype!r}")
+    if dtype not in ("float32", "float16"):
+        raise ArgumentError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     if quantize not in (None, "int8"):
         raise ArgumentError(f"quantize must be None or 'int8', got {quantize!r}")
+    if quantize is not None and dtype != "float32":
+        raise ArgumentError(f"quantize={quantize!r} applies to float32 graphs, not dtype={dtype!r}")
     if part not in ("both", *PARTS):
         raise ArgumentError(f"part must be 'encoder', 'decoder' or 'both', not {part!r}")
     if opset < DEFAULT_OPSET:
@@ -234,7 +276,7 @@ def export_onnx(
         raise ArgumentError(
             f"export a float32 CPU model (got {model.dtype} on {model.device}); load it with dtype=torch.float32"
         )
-    config = _describe(model, opset)
+    config = _describe(model, opset, dtype)
     wanted = PARTS if part == "both" else (part,)
     if "encoder" in wanted:
         _export_encoder(model.eval(), folder / "encoder.onnx", opset)
@@ -250,6 +292,9 @@ def export_onnx(
             "inputs": DECODER_INPUTS,
             "outputs": DECODER_OUTPUTS,
         }
+    if dtype == "float16":
+        for entry in config["parts"].values():
+            convert_float16(folder / entry["file"])
     if quantize == "int8":
         for entry in config["parts"].values():
             quantize_int8(folder / entry["file"])
@@ -276,6 +321,40 @@ def quantize_int8(path: Path) -> None:
         op_types_to_quantize=["MatMul", "Gemm"],
     )
     quantized.replace(path)
+
+
+def _keeps_float32(node: Any) -> bool:
+    """True for nodes of :data:`FLOAT32_MODULES` and the graph wrapper's own glue (masks, padding)."""
+    for entry in node.metadata_props:
+        if entry.key == "pkg.torch.onnx.class_hierarchy":
+            classes = [
+                name.rsplit(".", 1)[-1] for name in entry.value.strip("[]").replace("'", "").split(", ")
+            ]
+            # [wrapper, op]: an operation of the wrapper itself, outside any model submodule.
+            return len(classes) <= 2 or any(name in FLOAT32_MODULES for name in classes[:-1])
+    return False
+
+
+def convert_float16(path: Path) -> None:
+    """Replace the float32 graph at ``path`` by its float16 version, inputs and outputs kept float32.
+
+    onnxruntime's converter casts the weights and activations to float16 and inserts casts
+    around the nodes kept float32 (:data:`FLOAT32_MODULES`, :data:`FLOAT32_OPS` and the
+    wrapper's own operations, found through the class hierarchy the exporter writes on each
+    node). Values beyond float16's range are clamped to it (the converter's default).
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    graph = onnx.load(str(path))
+    kept = [node.name for node in graph.graph.node if _keeps_float32(node)]
+    converted = convert_float_to_float16(
+        graph,
+        keep_io_types=True,
+        op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FLOAT32_OPS],
+        node_block_list=kept,
+    )
+    onnx.save(converted, str(path))
 
 
 def default_cache_dir() -> Path:

@@ -107,7 +107,11 @@ class OverlapAddISTFT(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x: (batch, frames, hidden); lengths: (batch,) valid frames -> (batch, 1, frames * hop)."""
-        log_magnitude, phase = self.linear(x).chunk(2, dim=-1)
+        # Two slices, not ``chunk``: chunk exports as a tensor sequence, which onnxruntime's
+        # float16 converter cannot wrap in casts (export.convert_float16).
+        projected = self.linear(x)
+        bins = self.n_fft // 2 + 1
+        log_magnitude, phase = projected[..., :bins], projected[..., bins:]
         magnitude = log_magnitude.float().exp().clamp(max=1e2)
         phase = phase.float()
         real, imaginary = magnitude * torch.cos(phase), magnitude * torch.sin(phase)
