@@ -151,11 +151,6 @@ def test_200_steps_lower_the_mel_loss(long_run: Path) -> None:
 CODEBOOK_USAGE_FLOOR = 8  # distinct codes of 256 on the 51 frames of the 1 s probe
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 code collapse: after ~20 tiny steps every frame gets the same FSQ code "
-    "(bench/RESULTS.md 'train-collapse'); strict, so a fix makes this fail until the mark goes",
-)
 def test_200_steps_keep_the_codes_varied(long_run: Path, tmp_path: Path) -> None:
     import xcodec
 

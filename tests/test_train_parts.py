@@ -30,6 +30,7 @@ from xcodec.train.discriminators import (
     MultiResolutionSTFTDiscriminator,
     PeriodDiscriminator,
 )
+from xcodec.train.fsq_norm import FsqInputNorm
 from xcodec.train.generator import TrainableXcodec2
 from xcodec.train.init import reinit_for_training_
 from xcodec.train.losses import (
@@ -586,3 +587,92 @@ def test_fsq_codes_under_autocast_equal_float32() -> None:
         moved = quantizer.quantizer(quantizer.quantizer.bound(quantizer.project_in(features).float()))[1]
     assert torch.equal(codes, expected)
     assert not torch.equal(moved, expected)
+
+
+# ------------------------------------------------------------ FSQ input normalisation (issue 12)
+
+
+def _norm_trainable(seed: int = 0) -> TrainableXcodec2:
+    model = _tiny_model()
+    model.load_state_dict(_reinit_weights(seed))
+    return TrainableXcodec2(model, fsq_input_norm=True).train()
+
+
+def test_fsq_input_norm_standardises_and_ignores_a_common_shift_and_gain() -> None:
+    # The collapse of issue 12 is every frame's digits moving together (a common shift and
+    # a growing gain) into the saturated bound. In training mode the normalised digits are
+    # zero-mean, unit-spread per digit over the batch, so such a move does not change them,
+    # and their gradient has no component along it.
+    norm = FsqInputNorm(4).train()
+    generator = torch.Generator().manual_seed(0)
+    digits = torch.randn(2, 13, 4, generator=generator) * torch.tensor([0.5, 2.0, 5.0, 1.0])
+    digits = digits + torch.tensor([3.0, -1.0, 0.0, 40.0])
+    out = norm(digits)
+    flat = out.reshape(-1, 4)
+    assert float(flat.mean(0).abs().max()) < 1e-5
+    assert float((flat.var(0, unbiased=False) - 1).abs().max()) < 1e-3
+    moved = FsqInputNorm(4).train()(digits * 300.0 - 1000.0)
+    assert float((moved - out).abs().max()) < 1e-3 * float(out.abs().max())
+    raw = digits.clone().requires_grad_(True)
+    (FsqInputNorm(4).train()(raw) * torch.randn(2, 13, 4, generator=generator)).sum().backward()
+    assert raw.grad is not None
+    common = raw.grad.reshape(-1, 4).sum(0)
+    assert float(common.abs().max()) < 1e-4 * float(raw.grad.abs().max())
+    # The first batch sets the running statistics; later ones move them by the momentum.
+    assert torch.allclose(norm.running_mean, digits.reshape(-1, 4).mean(0))
+    before = norm.running_mean.clone()
+    norm(digits + 10.0)
+    assert torch.allclose(norm.running_mean, before + 1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        FsqInputNorm(4, momentum=0.0)
+
+
+def test_fsq_input_norm_folds_into_the_inference_model(tmp_path: Path) -> None:
+    # In eval mode the generator quantises with the running statistics; the folded
+    # project_in computes the same in plain inference math, so the saved model (what
+    # last/ holds, what xcodec.load and transformers run) gives the generator's codes.
+    generator = _norm_trainable()
+    optimizer = torch.optim.AdamW(generator.trainable_parameters(), lr=1e-3)
+    for seed in range(3):
+        audio = _noise(2, 8000, seed=seed)
+        output = generator(audio)
+        MultiScaleMelLoss()(output.audio, audio).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert generator.fsq_input_norm is not None and int(generator.fsq_input_norm.num_batches) == 3
+    assert not generator.model.quantizer._forward_hooks  # the normalisation lives only in a step
+    project_in = generator.model.quantizer.project_in
+    raw = project_in.weight.detach().clone(), project_in.bias.detach().clone()
+    generator.eval()
+    audio = _noise(2, 8000, seed=7)
+    with torch.no_grad():
+        expected = generator(audio)
+        plain = generator.model.tokenize(audio).audio_codes[:, 0, :]
+    assert not torch.equal(plain, expected.codes.long())  # unfolded weights: other codes
+    with generator.folded_inference_model() as model, torch.no_grad():
+        folded = model.tokenize(audio).audio_codes[:, 0, :]
+        model.save_pretrained(tmp_path)
+    assert torch.equal(project_in.weight, raw[0]) and torch.equal(project_in.bias, raw[1])
+    # Folding reorders float operations: a code may differ only next to a rounding boundary.
+    differ = (folded != expected.codes.long()).float().mean().item()
+    assert differ <= 0.02, differ
+    assert_codes_vary(folded, 4)
+    loaded = Xcodec2Model.from_pretrained(str(tmp_path))
+    assert torch.equal(loaded.tokenize(audio).audio_codes[:, 0, :], folded)
+
+
+def test_fsq_input_norm_is_refused_with_a_frozen_encoder_and_set_by_recipe() -> None:
+    model = _tiny_model()
+    with pytest.raises(ConfigError, match="fsq_input_norm"):
+        TrainableXcodec2(model, freeze=["encoder"], fsq_input_norm=True)
+    assert load_recipe("tiny").fsq_input_norm == "on" and load_recipe("demo").fsq_input_norm == "on"
+    assert load_recipe("xcodec2").fsq_input_norm == "scratch"
+    assert load_recipe("xcodec2-decoder").fsq_input_norm == "off"
+    assert recipe_from_dict({}).fsq_input_norm == "off"  # the original recipe has none
+    # YAML reads a bare on/off as a boolean; the key takes it as the word.
+    assert load_recipe("xcodec2", ["fsq_input_norm=on"]).fsq_input_norm == "on"
+    assert load_recipe("tiny", ["fsq_input_norm=off"]).fsq_input_norm == "off"
+    with pytest.raises(ConfigError, match="fsq_input_norm"):
+        load_recipe("tiny", ["fsq_input_norm=sometimes"])
+    with pytest.raises(ConfigError, match="fsq_input_norm_momentum"):
+        load_recipe("tiny", ["fsq_input_norm_momentum=0"])

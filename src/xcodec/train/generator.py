@@ -16,6 +16,7 @@ never saved with it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from xcodec.errors import ConfigError
 from xcodec.models.xcodec2 import Xcodec2Model
+from xcodec.train.fsq_norm import FsqInputNorm, quantize_with_input_norm
 from xcodec.train.semantic_head import SemanticReconstructionHead
 
 __all__ = ["FREEZE_GROUPS", "GeneratorOutput", "TrainableXcodec2"]
@@ -70,8 +72,14 @@ class TrainableXcodec2(nn.Module):
         whose parameters stay fixed; an unknown name raises :class:`~xcodec.errors.ConfigError`.
     semantic_head: an existing head (e.g. loaded from an original checkpoint), else a new one
         (PyTorch's default initialisation).
+    fsq_input_norm: standardise the FSQ input digits over the batch while training
+        (:class:`~xcodec.train.fsq_norm.FsqInputNorm`, the fix for the code collapse of
+        issue 12); its running statistics are folded into ``project_in`` by
+        :meth:`folded_inference_model`. Needs a trainable ``project_in`` (with a frozen
+        encoder the codes must not move): else :class:`~xcodec.errors.ConfigError`.
+    fsq_input_norm_momentum: weight of each new batch in the running statistics.
 
-    Hand :meth:`trainable_parameters` to the optimiser; save :attr:`inference_model`.
+    Hand :meth:`trainable_parameters` to the optimiser; save :meth:`folded_inference_model`.
     The FSQ rounding passes gradients straight through (``layers/fsq.py``), so the encoder
     learns from the decoder's losses.
     """
@@ -81,6 +89,9 @@ class TrainableXcodec2(nn.Module):
         model: Xcodec2Model,
         freeze: Sequence[str] = (),
         semantic_head: SemanticReconstructionHead | None = None,
+        *,
+        fsq_input_norm: bool = False,
+        fsq_input_norm_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         if model.loaded_parts != "all":
@@ -97,6 +108,15 @@ class TrainableXcodec2(nn.Module):
         model.semantic_encoder.eval()
         for parameter in self._frozen_parameters(self.freeze):
             parameter.requires_grad_(False)
+        self.fsq_input_norm: FsqInputNorm | None = None
+        if fsq_input_norm:
+            if not model.quantizer.project_in.weight.requires_grad:
+                raise ConfigError(
+                    "recipe key 'fsq_input_norm': the FSQ input projection is frozen (freeze "
+                    f"{list(self.freeze)}), so the codes must not move; set fsq_input_norm=off"
+                )
+            levels = model.quantizer.quantizer.quantization_levels
+            self.fsq_input_norm = FsqInputNorm(len(levels), momentum=fsq_input_norm_momentum)
 
     def _frozen_parameters(self, freeze: Sequence[str]) -> Iterator[nn.Parameter]:
         prefixes: list[str] = []
@@ -118,8 +138,38 @@ class TrainableXcodec2(nn.Module):
 
     @property
     def inference_model(self) -> Xcodec2Model:
-        """The model to ``save_pretrained`` (shares its weights with this module; no semantic head)."""
+        """The inference model (shares its weights with this module; no semantic head).
+
+        With ``fsq_input_norm`` its ``project_in`` holds the weights before the
+        normalisation: save :meth:`folded_inference_model` instead.
+        """
         return self.model
+
+    @contextlib.contextmanager
+    def folded_inference_model(self) -> Iterator[Xcodec2Model]:
+        """The inference model with the FSQ input normalisation folded into ``project_in``, for saving.
+
+        Inside the ``with`` block ``project_in`` holds the folded weights (the model then
+        computes in plain inference math what this module computes in eval mode); on exit
+        the training weights are restored bit for bit. Without ``fsq_input_norm``: the model
+        as it is.
+        """
+        norm = self.fsq_input_norm
+        if norm is None:
+            yield self.model
+            return
+        project_in = self.model.quantizer.project_in
+        saved = project_in.weight.detach().clone(), project_in.bias.detach().clone()
+        weight, bias = norm.folded(project_in)
+        with torch.no_grad():
+            project_in.weight.copy_(weight)
+            project_in.bias.copy_(bias)
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                project_in.weight.copy_(saved[0])
+                project_in.bias.copy_(saved[1])
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimiser updates: everything but the W2V-BERT encoder and the ``freeze`` list."""
@@ -160,13 +210,25 @@ class TrainableXcodec2(nn.Module):
         # is what the codes were made from, computed once per step. The hook lives only for
         # this call, so the model's own encode/tokenize calls capture nothing.
         captured: list[torch.Tensor] = []
-        handle = model.semantic_encoder.register_forward_hook(
-            lambda _module, _inputs, output: captured.append(output)
-        )
+        handles = [
+            model.semantic_encoder.register_forward_hook(
+                lambda _module, _inputs, output: captured.append(output)
+            )
+        ]
+        norm = self.fsq_input_norm
+        if norm is not None:
+            # The quantiser's output is recomputed with the digits standardised (the hook's
+            # return value replaces it); only while this call runs, like the capture above.
+            handles.append(
+                model.quantizer.register_forward_hook(
+                    lambda module, inputs, _output: quantize_with_input_norm(module, norm, inputs[0])
+                )
+            )
         try:
             encoded = model.encode(input_values, input_features, output_latents=True)
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
         if len(captured) != 1:
             raise RuntimeError(f"expected one semantic encoder call, saw {len(captured)}")
         semantic_target = captured[0].detach()

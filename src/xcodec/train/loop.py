@@ -123,7 +123,13 @@ def train(recipe: TrainRecipe, options: TrainOptions) -> dict[str, float]:
     sampler = CropSampler(data.train, segment, recipe.seed, rank=rank, world_size=world_size)
 
     init = load_init(options.init, recipe.model, recipe.seed)
-    generator = TrainableXcodec2(init.model, freeze=recipe.freeze)
+    norm = recipe.fsq_input_norm == "on" or (recipe.fsq_input_norm == "scratch" and init.from_scratch)
+    generator = TrainableXcodec2(
+        init.model,
+        freeze=recipe.freeze,
+        fsq_input_norm=norm,
+        fsq_input_norm_momentum=recipe.fsq_input_norm_momentum,
+    )
     discriminators = Discriminators.from_config(recipe.discriminators)
     if init.original_state is not None:
         generator.semantic_head.load_original_state_dict(init.original_state)
@@ -274,8 +280,9 @@ def train(recipe: TrainRecipe, options: TrainOptions) -> dict[str, float]:
                     "rng": _rng_state(),
                 }
                 save_state(run_dir, step, state, options.keep_checkpoints)
-                model = generator.inference_model
-                save_atomic(run_dir / "last", lambda tmp, model=model: model.save_pretrained(tmp))  # type: ignore[misc]
+                # The FSQ input normalisation (if on) is folded into project_in for last/.
+                with generator.folded_inference_model() as model:
+                    save_atomic(run_dir / "last", lambda tmp, model=model: model.save_pretrained(tmp))  # type: ignore[misc]
             if world_size > 1:
                 import torch.distributed as dist
 

@@ -42,6 +42,10 @@ __all__ = [
 ]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Recipe key ``fsq_input_norm``: "scratch" turns it on only when the run starts from
+# re-drawn weights (a published checkpoint's digits are not standardised, so normalising
+# them would change its codes at step 0).
+FSQ_INPUT_NORM_MODES = ("off", "on", "scratch")
 
 
 @dataclasses.dataclass
@@ -127,6 +131,11 @@ class TrainRecipe:
     precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", "bf16" or "fp16".
     max_steps: total generator steps; also the end of the decay when
         ``schedule.decay_steps`` is None.
+    fsq_input_norm: "on", "off" or "scratch" (on only when training from scratch):
+        standardise each FSQ input digit over the batch while training, the fix for the
+        code collapse of issue 12 (:mod:`xcodec.train.fsq_norm`; folded into the checkpoint,
+        so inference math is unchanged). Not in the original recipe: "off" reproduces it.
+    fsq_input_norm_momentum: weight of each batch in the normalisation's running statistics.
     """
 
     name: str = "custom"
@@ -145,10 +154,20 @@ class TrainRecipe:
     freeze: tuple[str, ...] = ()
     precision: str = "auto"
     seed: int = 0
+    fsq_input_norm: str = "off"
+    fsq_input_norm_momentum: float = 0.1
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"recipe key 'precision' must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.fsq_input_norm not in FSQ_INPUT_NORM_MODES:
+            raise ConfigError(
+                f"recipe key 'fsq_input_norm' must be one of {FSQ_INPUT_NORM_MODES}, not {self.fsq_input_norm!r}"
+            )
+        if not 0.0 < self.fsq_input_norm_momentum <= 1.0:
+            raise ConfigError(
+                f"recipe key 'fsq_input_norm_momentum' must be in (0, 1], not {self.fsq_input_norm_momentum}"
+            )
         if len(self.mel_loss.n_mels) != len(self.mel_loss.windows):
             raise ConfigError(
                 f"recipe keys 'mel_loss.n_mels' ({len(self.mel_loss.n_mels)} values) and "
@@ -403,6 +422,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"recipe key {key!r} must be a finite number, not {value!r}")
         return float(value)
     if hint is str:
+        if isinstance(value, bool):
+            # YAML 1.1 reads a bare on/off (``--set fsq_input_norm=on``) as a boolean.
+            value = "on" if value else "off"
         if not isinstance(value, str):
             raise ConfigError(f"recipe key {key!r} must be a string, not {value!r}")
         return value
