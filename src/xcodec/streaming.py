@@ -291,7 +291,7 @@ class CausalXcodec2Stream(DecoderStream):
         return 0
 
     def _advance(self, codes: torch.Tensor, frames_in: int, *, final: bool) -> torch.Tensor:
-        new = codes[:, :, self.frames_out - self._first :]
+        new = codes[:, :, self.frames_out - self._first :].to(self.model.device)
         parts: list[torch.Tensor] = []
         # A failed push must leave the stream as it was: keep the states' fields to put back.
         saved = {module: dict(vars(state)) for module, state in self._states.items()}
