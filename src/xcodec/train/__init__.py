@@ -4,7 +4,8 @@ Nothing here is imported by the inference package; ``import xcodec`` does not lo
 One step of the original recipe with these parts (the loop itself is ``train/loop.py``)::
 
     recipe = load_recipe("tiny", ["batch_size=4"])
-    generator = TrainableXcodec2(model, freeze=recipe.freeze)  # model: Xcodec2Model / NeuCodecModel
+    generator = TrainableXcodec2(model, freeze=recipe.freeze,  # model: Xcodec2Model / NeuCodecModel
+                                 fsq_input_norm=recipe.fsq_input_norm == "on")  # issue 12's collapse fix
     discriminators = Discriminators.from_config(recipe.discriminators)
     mel_loss = MultiScaleMelLoss(recipe.sample_rate, recipe.mel_loss.n_mels, recipe.mel_loss.windows)
     g_opt = AdamW(generator.trainable_parameters(), lr=lr_at(step, recipe), betas=recipe.optimizer.betas)
@@ -21,7 +22,9 @@ One step of the original recipe with these parts (the loop itself is ``train/loo
         with torch.no_grad():
             _, real_maps = discriminators(real)
         loss = loss + w.adv * lsgan_generator_loss(fake_logits) + w.fm * feature_matching_loss(real_maps, fake_maps)
-    ...backward, clip, step; save generator.inference_model with save_pretrained
+    ...backward, clip, step
+    with generator.folded_inference_model() as model:     # FSQ input norm folded in (if on)
+        model.save_pretrained(folder)
 
 From scratch, call :func:`reinit_for_training_` on the freshly built model first.
 """
