@@ -20,18 +20,21 @@ pytest.importorskip("onnxscript")
 
 import onnxruntime as ort
 from _asserts import assert_close_to_peak, assert_not_near_zero
-from _tiny import perturb_, tiny_xcodec2, tiny_xcodec2_dict, tiny_xcodec_dict
+from _tiny import perturb_, standardise_fsq_input_, tiny_xcodec2, tiny_xcodec2_dict, tiny_xcodec_dict
 
 from xcodec.base import CodecModel
+from xcodec.configs.distill_neucodec import DistillNeuCodecConfig
 from xcodec.configs.neucodec import NeuCodecConfig
+from xcodec.configs.ssl import HubertConfig
 from xcodec.configs.xcodec import XcodecConfig
 from xcodec.errors import ArgumentError
+from xcodec.models.distill_neucodec import DistillNeuCodecModel
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
 from xcodec.onnx.export import export_onnx
 from xcodec.onnx.graphs import OverlapAddISTFT
 
-KINDS = ("xcodec2", "neucodec", "xcodec")
+KINDS = ("xcodec2", "neucodec", "xcodec", "distill_neucodec")
 # 1 frame, a few frames, about 3 s at 50 frames/s.
 FRAME_COUNTS = (1, 7, 150)
 
@@ -40,6 +43,8 @@ def tiny_model(kind: str) -> CodecModel:
     torch.manual_seed(0)
     if kind == "xcodec2":
         return tiny_xcodec2()
+    if kind == "distill_neucodec":
+        return tiny_distill_neucodec()
     if kind == "neucodec":
         model: CodecModel = NeuCodecModel(NeuCodecConfig.from_dict(tiny_xcodec2_dict())).eval()
     else:
@@ -47,6 +52,39 @@ def tiny_model(kind: str) -> CodecModel:
     perturb_(model)
     if isinstance(model, XcodecModel):
         spread_rvq_codes_(model)
+    return model
+
+
+def tiny_distill_neucodec() -> DistillNeuCodecModel:
+    """A 0.5 M-parameter DistillNeuCodec (1-layer DistilHuBERT, 12-frame local windows), its FSQ
+    input standardised so codes vary."""
+    torch.manual_seed(0)
+    semantic = HubertConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    config = DistillNeuCodecConfig(
+        semantic_model_config=semantic,
+        semantic_adapter_size=48,
+        encoder_dims=(8, 16, 16, 32),
+        encoder_feature_dim=32,
+        local_window_size=12,
+        acoustic_projection_dim=24,
+        quantization_dim=96,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        head_dim=16,
+    )
+    model = DistillNeuCodecModel(config).eval()
+    perturb_(model)
+    standardise_fsq_input_(model)  # type: ignore[arg-type]
     return model
 
 
@@ -388,6 +426,41 @@ def test_export_refuses_float16_with_int8(tmp_path: Path) -> None:
         export_onnx(tiny_xcodec2(), tmp_path, dtype="bfloat16")
 
 
+# Windows short enough that a few seconds of tiny-model codes span several of them.
+SHORT_WINDOWS = {"window_seconds": 1.0, "context_seconds": 0.2, "crossfade_seconds": 0.1}
+
+
+def test_backend_decodes_long_codes_in_the_torch_codecs_windows(exported: tuple[CodecModel, Path]) -> None:
+    """Codes longer than one window: OnnxCodec's windowed decode = the PyTorch Codec's, within 1e-4 of peak."""
+    from xcodec.api import Codec
+    from xcodec.onnx.runtime import OnnxCodec
+    from xcodec.windowing import WindowConfig, plan_windows
+
+    model, folder = exported
+    windows = WindowConfig(**SHORT_WINDOWS)
+    onnx_codec = OnnxCodec(folder, windows=windows)
+    torch_codec = Codec(model, windows=windows)
+    items = [_codes(model, 170, seed=40), _codes(model, 23, seed=41)]
+    window_frames, context_frames, _ = windows.frames(model.frame_rate)
+    assert len(plan_windows(170, window_frames, context_frames)) >= 3
+    expected = torch_codec.decode(items)
+    actual = onnx_codec.decode([item.numpy() for item in items])
+    for index, (audio, reference) in enumerate(zip(actual, expected, strict=True)):
+        assert audio.shape == tuple(reference.shape)
+        assert_close_to_peak(torch.from_numpy(audio), reference, what=f"item {index}")
+    # The windows were used: the decoder saw window-long pieces, not the whole item.
+    seen: list[int] = []
+    decode_many = onnx_codec._decode_many
+
+    def spy(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        seen.extend(array.shape[-1] for array in arrays)
+        return decode_many(arrays)
+
+    onnx_codec._decode_many = spy  # type: ignore[method-assign]
+    onnx_codec.decode(items[0].numpy())
+    assert seen and max(seen) == window_frames and len(seen) >= 3
+
+
 # ---------------------------------------------------------------- encoders (slow: each export takes minutes here)
 
 TIE_TOLERANCE = 1e-4
@@ -452,6 +525,43 @@ def test_encoder_codes_equal_torch_alone(exported_encoder: tuple[CodecModel, Pat
             differing += len(mismatch)
     assert_codes_vary(torch.from_numpy(np.concatenate([c.reshape(-1) for c in actual])), min_distinct=4)
     assert_tie_share(differing, total, what="ONNX encoder codes")
+
+
+@pytest.mark.slow
+def test_backend_encodes_long_audio_in_the_torch_codecs_windows(
+    exported_encoder: tuple[CodecModel, Path],
+) -> None:
+    """Audio longer than one window: OnnxCodec's windowed codes = the PyTorch Codec's, but at
+    proven near-ties (each frame's pre-rounding values taken from the window that kept it)."""
+    from _asserts import assert_tie_share
+
+    from xcodec.api import Codec
+    from xcodec.onnx.runtime import OnnxCodec
+    from xcodec.windowing import WindowConfig, plan_windows
+
+    model, folder = exported_encoder
+    windows = WindowConfig(**SHORT_WINDOWS)
+    waveform = _waveforms([int(3.3 * model.input_sample_rate)], seed=12)[0]
+    hop = model.input_hop_length
+    window_frames, context_frames, _ = windows.frames(model.frame_rate)
+    plan = plan_windows(-(-waveform.shape[-1] // hop), window_frames, context_frames)
+    assert len(plan) >= 3
+    actual = OnnxCodec(folder, windows=windows).encode(waveform, sampling_rate=model.input_sample_rate)
+    expected = Codec(model, windows=windows).encode(torch.from_numpy(waveform), model.input_sample_rate)
+    assert actual.shape == tuple(expected.shape)
+    mismatch = (torch.from_numpy(actual) != expected).nonzero().tolist()
+    if mismatch:
+        assert model.num_codebooks == 1, f"X-Codec codes differ at {mismatch[:5]}"
+        for _, frame in mismatch:
+            window = next(
+                w for w in plan if w.keep_start <= frame and (w.keep_stop is None or frame < w.keep_stop)
+            )
+            pre_round = _fsq_pre_round(model, waveform[window.start * hop : window.stop * hop])
+            distance = ((pre_round - pre_round.floor()) - 0.5).abs()
+            assert float(distance[frame - window.start].min()) < TIE_TOLERANCE, (
+                f"frame {frame} is not a near-tie"
+            )
+    assert_tie_share(len(mismatch), expected.numel(), what="windowed ONNX encoder codes")
 
 
 @pytest.mark.slow

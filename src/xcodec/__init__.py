@@ -151,7 +151,7 @@ def load(id_or_path: str | os.PathLike[str] = "HKUSTAudio/xcodec2-hf", **kwargs:
                 f"{id_or_path}: an ONNX export runs in float32 on onnxruntime's CPU provider; "
                 f"device={kwargs.get('device')!r} and dtype={kwargs.get('dtype')!r} do not apply"
             )
-        options = {k: v for k, v in kwargs.items() if k in ("max_batch_seconds",) and v is not None}
+        options = {k: v for k, v in kwargs.items() if k in ("max_batch_seconds", "windows") and v is not None}
         # OnnxCodec has Codec's public methods and properties (numpy results in place of
         # tensors); typed as Codec so callers keep one type for both backends.
         return cast("Codec", OnnxCodec(id_or_path, **options))

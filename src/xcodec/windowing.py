@@ -27,10 +27,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from xcodec.errors import ArgumentError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the stitching functions only: the planning (WindowConfig,
+# plan_windows) is pure Python and serves the torch-free onnxruntime backend too
+# (xcodec.onnx.windows; tests/test_onnx.py checks it never imports torch).
 
 __all__ = [
     "DEFAULT_CONTEXT_SECONDS",
@@ -135,6 +141,8 @@ def window_audio(waveform: torch.Tensor, window: Window, hop_length: int) -> tor
 
 def stitch_codes(windows: Sequence[Window], window_codes: Sequence[torch.Tensor]) -> torch.Tensor:
     """Join each window's kept frames: window codes (num_codebooks, frames) -> (num_codebooks, total)."""
+    import torch
+
     pieces = []
     for window, codes in zip(windows, window_codes, strict=True):
         stop = codes.shape[-1] if window.keep_stop is None else window.keep_stop - window.start
@@ -149,6 +157,8 @@ def stitch_codes(windows: Sequence[Window], window_codes: Sequence[torch.Tensor]
 
 def _ramp(length: int, dtype: torch.dtype) -> torch.Tensor:
     """Rising weights (length,) strictly inside (0, 1), so a fade and its mirror sum to 1."""
+    import torch
+
     return (torch.arange(length, dtype=torch.float64) + 0.5).div(length).to(dtype)
 
 
@@ -164,6 +174,8 @@ def stitch_audio(
     the output is a linear fade from window ``k`` to window ``k + 1`` over
     ``[b - fade / 2, b + fade / 2)``, ``fade = crossfade_frames * hop`` samples.
     """
+    import torch
+
     last = windows[-1]
     total = last.start * hop_length + int(window_audio[-1].shape[-1])
     dtype = window_audio[0].dtype

@@ -34,10 +34,17 @@ import torch
 
 from xcodec.base import CodecModel
 from xcodec.errors import ArgumentError
+from xcodec.layers.local_attention import LocalSelfAttention
+from xcodec.models.distill_neucodec import DistillNeuCodecModel
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
 from xcodec.models.xcodec2 import Xcodec2Model
-from xcodec.onnx.graphs import decoder_graph, encoder_graph, relative_key_attention
+from xcodec.onnx.graphs import (
+    decoder_graph,
+    encoder_graph,
+    local_window_attention,
+    relative_key_attention,
+)
 from xcodec.semantic.w2v_bert import RelativeKeySelfAttention
 
 __all__ = ["CONFIG_NAME", "DEFAULT_OPSET", "FORMAT", "PARTS", "cached_export", "codec_kind", "export_onnx"]
@@ -104,20 +111,25 @@ FLOAT32_OPS = (
 
 
 def codec_kind(model: CodecModel) -> str:
-    """ "neucodec", "xcodec2" or "xcodec" for a loaded model."""
+    """ "neucodec", "distill_neucodec", "xcodec2" or "xcodec" for a loaded model."""
     if isinstance(model, NeuCodecModel):
         return "neucodec"
+    if isinstance(model, DistillNeuCodecModel):
+        return "distill_neucodec"
     if isinstance(model, Xcodec2Model):
         return "xcodec2"
     if isinstance(model, XcodecModel):
         return "xcodec"
-    raise ArgumentError(f"ONNX export supports X-Codec2, NeuCodec and X-Codec, not {type(model).__name__}")
+    raise ArgumentError(
+        f"ONNX export supports X-Codec2, NeuCodec, DistillNeuCodec and X-Codec, not {type(model).__name__}"
+    )
 
 
 @contextlib.contextmanager
 def _whole_runs(model: CodecModel) -> Iterator[None]:
     """Run the chunked stages whole while exporting (their chunk loops are Python over lengths),
-    and W2V-BERT's attention as :func:`~xcodec.onnx.graphs.relative_key_attention`.
+    W2V-BERT's attention as :func:`~xcodec.onnx.graphs.relative_key_attention`
+    and DistillNeuCodec's local attention as :func:`~xcodec.onnx.graphs.local_window_attention`.
 
     The chunk sizes only trade memory on long CPU inputs: outputs are the same either way
     (tests/test_fast_paths.py). Restored afterwards, so the caller's model is unchanged.
@@ -134,6 +146,9 @@ def _whole_runs(model: CodecModel) -> Iterator[None]:
         if isinstance(module, RelativeKeySelfAttention):
             # An instance attribute shadows the class's forward for this export only.
             module.forward = functools.partial(relative_key_attention, module)  # type: ignore[method-assign]
+            patched.append(module)
+        if isinstance(module, LocalSelfAttention):
+            module.forward = functools.partial(local_window_attention, module)  # type: ignore[method-assign]
             patched.append(module)
     try:
         yield

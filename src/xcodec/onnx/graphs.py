@@ -35,7 +35,10 @@ from xcodec.fbank import (
     kaldi_mel_banks,
 )
 from xcodec.features import NORMALISATION_EPSILON, Xcodec2FeatureExtractor
+from xcodec.layers.alias_free import AntiAliasedActivation1d
 from xcodec.layers.istft import ISTFTHead
+from xcodec.layers.local_attention import LocalSelfAttention
+from xcodec.models.distill_neucodec import DistillNeuCodecModel
 from xcodec.models.xcodec import XcodecModel
 from xcodec.models.xcodec2 import Xcodec2Decoder, Xcodec2Model
 from xcodec.ops.masking import attention_key_mask, lengths_to_mask, zero_padding
@@ -126,7 +129,7 @@ class OverlapAddISTFT(nn.Module):
 class Xcodec2DecoderGraph(nn.Module):
     """X-Codec2 / NeuCodec decoder, codes and mask in, audio and mask out (see the module docstring)."""
 
-    def __init__(self, model: Xcodec2Model) -> None:
+    def __init__(self, model: Xcodec2Model | DistillNeuCodecModel) -> None:
         super().__init__()
         self.quantizer = model.quantizer
         self.decoder: Xcodec2Decoder = model.acoustic_decoder
@@ -320,11 +323,81 @@ class XcodecEncoderGraph(nn.Module):
         return codes, mask
 
 
-def encoder_graph(model: Xcodec2Model | XcodecModel) -> nn.Module:
-    """The exportable encoder wrapper for ``model`` (X-Codec2, NeuCodec or X-Codec)."""
+class DistillNeuCodecEncoderGraph(nn.Module):
+    """DistillNeuCodec encoder: audio of ONE padded length per call in, codes and their mask out.
+
+    input_values (batch, 1, samples), samples a multiple of 320, every item's own padded
+    length (its samples, one "always pad" zero, zeros to the next multiple of 320):
+    DistillNeuCodec's GroupNorm and GRN normalise over the whole input, so an item padded
+    further would get other codes, and the runtime groups items of equal padded length
+    (as ``DistillNeuCodecModel.tokenize`` does). padding_mask (batch, samples) int64, 1 on
+    the item's samples and its "always pad" zero -> audio_codes (batch, 1, samples / 320)
+    int64, and audio_codes_mask (batch, frames) int64 (all ones for items grouped so).
+    """
+
+    def __init__(self, model: DistillNeuCodecModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_values: torch.Tensor, padding_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = padding_mask.to(torch.long).sum(dim=-1)
+        codes = self.model.encode(input_values).audio_codes.to(torch.long)
+        hop = self.model.encoder_hop_length
+        # counts include the "always pad" zero: ceil(count / hop) = n // hop + 1 codes, the model's count.
+        code_lengths = torch.div(counts + hop - 1, hop, rounding_mode="floor")
+        codes = zero_padding(codes, code_lengths)
+        mask = lengths_to_mask(code_lengths, codes.shape[-1]).to(torch.long)
+        return codes, mask
+
+
+def encoder_graph(model: Xcodec2Model | XcodecModel | DistillNeuCodecModel) -> nn.Module:
+    """The exportable encoder wrapper for ``model`` (X-Codec2, NeuCodec, DistillNeuCodec or X-Codec)."""
     if isinstance(model, Xcodec2Model):
         return Xcodec2EncoderGraph(model)
+    if isinstance(model, DistillNeuCodecModel):
+        return DistillNeuCodecEncoderGraph(model)
     return XcodecEncoderGraph(model)
+
+
+def local_window_attention(
+    attention: LocalSelfAttention, x: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:meth:`LocalSelfAttention.forward` in exportable operations; same weights, same output.
+
+    The module scores its windows a group at a time (a Python loop over the window count)
+    and marks the first window's missing predecessor with an in-place write; here every
+    window is scored at once and that mask is one broadcast ``or``.
+    x (batch, frames, dim), bias (heads, window, 2 window) -> (batch, frames, dim).
+    """
+    B, N, _ = x.shape
+    w, heads, head_dim = attention.window, attention.heads, attention.head_dim
+    projected = attention.to_qkv(attention.norm(x))
+    width = heads * head_dim
+    pad = (w - N % w) % w
+    windows = (N + pad) // w
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        # (B, N, heads * head_dim) -> (B, heads, windows, w, head_dim)
+        t = F.pad(t, (0, 0, 0, pad))
+        return t.reshape(B, windows, w, heads, head_dim).permute(0, 3, 1, 2, 4)
+
+    query = split(projected[..., :width]) * head_dim**-0.5
+    key, value = split(projected[..., width : 2 * width]), split(projected[..., 2 * width :])
+    key = torch.cat([F.pad(key, (0, 0, 0, 0, 1, 0))[:, :, :-1], key], dim=3)
+    value = torch.cat([F.pad(value, (0, 0, 0, 0, 1, 0))[:, :, :-1], value], dim=3)
+    position = torch.arange(2 * w)
+    causal = position[None, :] > position[w:, None]  # (w, 2w)
+    first = (torch.arange(windows) == 0)[:, None, None] & (position < w)[None, None, :]  # (windows, 1, 2w)
+    masked = causal[None] | first  # (windows, w, 2w)
+    scores = query @ key.transpose(-1, -2)  # (B, heads, windows, w, 2w)
+    if bias is not None:
+        scores = scores + bias[None, :, None]
+    scores = scores.masked_fill(masked, -torch.finfo(scores.dtype).max)
+    out = scores.softmax(dim=-1) @ value  # (B, heads, windows, w, head_dim)
+    out = out.permute(0, 2, 3, 1, 4).reshape(B, windows * w, width)[:, :N]
+    return attention.to_out(out)
 
 
 def relative_key_attention(
@@ -360,13 +433,79 @@ def relative_key_attention(
     return attention.linear_out(context.transpose(1, 2).reshape(B, T, C))
 
 
+def _replicate_rows(rows: torch.Tensor, lengths: torch.Tensor | None, left: int, right: int) -> torch.Tensor:
+    """(batch, time, channels) -> (batch, left + time + right, channels), each item replicate-padded
+    at its own end: step ``i`` reads row ``clamp(i - left, 0, length - 1)``, one gather.
+
+    Steps more than ``right`` past an item's end also read its last row here (the module leaves
+    them as they were); no valid output reads them, so valid outputs are the same.
+    """
+    B, T, C = rows.shape
+    steps = torch.arange(left + T + right)[None, :] - left  # (1, padded)
+    last = (
+        torch.full((B, 1), T - 1)
+        if lengths is None
+        else (lengths.to(torch.long) - 1).clamp(0, T - 1)[:, None]
+    )
+    index = torch.minimum(steps.clamp_min(0), last)  # (batch, padded)
+    return rows.gather(1, index[:, :, None].expand(B, left + T + right, C))
+
+
+def antialiased_activation(
+    module: AntiAliasedActivation1d, x: torch.Tensor, lengths: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:class:`AntiAliasedActivation1d`'s polyphase forward without in-place writes; same taps, same order.
+
+    The module fills preallocated buffers by slices and per-item scatters, which the
+    exporter turns into ScatterND / ScatterElements over whole tensors, one per write
+    (they took about 75% of the X-Codec2 encoder's onnxruntime time, bench/RESULTS.md). Here
+    each phase is a sum of shifted slices, the phases are interleaved to the high rate by a
+    reshape, the replicate padding is one gather per rate and the downsampler reads
+    strided slices: the same products summed in the same order.
+    x (batch, channels, time), lengths (batch,) or None -> (batch, channels, time).
+    """
+    taps = module._polyphase
+    if taps is None:
+        return module.reference_forward(x, lengths)
+    B, C, T = x.shape
+    r = taps.ratio
+    up_left = max(0, -min(offset for phase_taps in taps.up for offset, _ in phase_taps))
+    up_right = max(0, max(offset for phase_taps in taps.up for offset, _ in phase_taps))
+    rows = _replicate_rows(x.transpose(1, 2), lengths, up_left, up_right)  # (B, up_left + T + up_right, C)
+    phases = []
+    for phase_taps in taps.up:
+        (offset, weight), *rest = phase_taps
+        summed = rows[:, up_left + offset : up_left + offset + T] * weight
+        for offset, weight in rest:
+            summed = summed + rows[:, up_left + offset : up_left + offset + T] * weight
+        phases.append(summed)
+    act = module.act
+    frequency = act.alpha.exp().to(x.dtype)
+    inverse_magnitude = (1.0 / (act.beta.exp() + act.no_div_by_zero)).to(x.dtype)
+    high = torch.stack(phases, dim=2).reshape(B, r * T, C)  # sample r * j + p = phase p at j
+    high = high + torch.sin(high * frequency).square() * inverse_magnitude
+    # Output j reads high-rate sample r * (j + offset) + phase; pad so every read is in range.
+    down_left = max(0, -min(r * offset + phase for phase, offset, _ in taps.down))
+    down_right = max(0, max(r * offset + phase for phase, offset, _ in taps.down) - (r - 1))
+    high_lengths = None if lengths is None else lengths.to(torch.long) * r
+    high = _replicate_rows(high, high_lengths, down_left, down_right)
+    (phase, offset, weight), *later = taps.down
+    start = down_left + r * offset + phase
+    output = high[:, start : start + r * T : r] * weight
+    for phase, offset, weight in later:
+        start = down_left + r * offset + phase
+        output = output + high[:, start : start + r * T : r] * weight
+    return output.transpose(1, 2)
+
+
 def _povey_window(frame_length: int) -> torch.Tensor:
     """Kaldi's povey window, as :func:`xcodec.fbank.kaldi_fbank` builds it."""
     return torch.hann_window(frame_length, periodic=False).pow(POVEY_EXPONENT)
 
 
-def decoder_graph(model: Xcodec2Model | XcodecModel) -> nn.Module:
-    """The exportable decoder wrapper for ``model`` (X-Codec2, NeuCodec or X-Codec)."""
-    if isinstance(model, Xcodec2Model):
+def decoder_graph(model: Xcodec2Model | XcodecModel | DistillNeuCodecModel) -> nn.Module:
+    """The exportable decoder wrapper for ``model`` (X-Codec2, NeuCodec, DistillNeuCodec or X-Codec);
+    DistillNeuCodec's decoder is NeuCodec's, so is its graph."""
+    if isinstance(model, (Xcodec2Model, DistillNeuCodecModel)):
         return Xcodec2DecoderGraph(model)
     return XcodecDecoderGraph(model)

@@ -8,10 +8,11 @@ uses it never loads torch (tests/test_onnx.py checks ``sys.modules``).
 
 Differences from the PyTorch :class:`~xcodec.api.Codec`: results are numpy arrays
 (``tensors=True`` gives torch tensors, for callers that already use torch, such as the
-CLI); each item runs whole, with no long-audio windows (the graphs have no length cap;
-the PyTorch codec windows items beyond 30 s, so its codes for those differ at the joins).
-Every item of a padded batch gets exactly its alone-run codes and audio, through the
-graphs' masks.
+CLI). Long items are cut into the PyTorch codec's overlapping windows (``windows=``, a
+:class:`~xcodec.windowing.WindowConfig`, 30 s by default; :mod:`xcodec.onnx.windows`), so
+both backends give the same codes and audio for them too; ``windows=None`` with
+``whole=True`` runs every item whole instead (the graphs have no length cap). Every item
+of a padded batch gets exactly its alone-run codes and audio, through the graphs' masks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from xcodec.errors import (
     XcodecError,
     isolate_items,
 )
+from xcodec.onnx.windows import codes_frames_for, stitch_audio, stitch_codes
+from xcodec.windowing import Window, WindowConfig, plan_windows
 
 __all__ = ["OnnxCodec", "OnnxPreparedAudio", "is_onnx_export"]
 
@@ -102,6 +105,10 @@ class OnnxCodec:
     providers: onnxruntime execution providers (default: CPU).
     threads: intra-op threads per session (None: onnxruntime's default).
     tensors: return torch tensors instead of numpy arrays (imports torch).
+    max_batch_seconds: padded audio per onnxruntime call.
+    windows: geometry of long-audio windows, as :class:`xcodec.api.Codec`'s (default
+        :class:`~xcodec.windowing.WindowConfig`: 30 s windows, 2 s context, 1 s cross-fade).
+    whole: run every item whole, however long (no windows; memory grows with the item).
     """
 
     def __init__(
@@ -112,6 +119,8 @@ class OnnxCodec:
         threads: int | None = None,
         tensors: bool = False,
         max_batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        windows: WindowConfig | None = None,
+        whole: bool = False,
     ) -> None:
         self.folder = Path(folder)
         if not is_onnx_export(self.folder):
@@ -125,6 +134,9 @@ class OnnxCodec:
         self.tensors = tensors
         self.max_batch_seconds = max_batch_seconds
         self._sessions: dict[str, Any] = {}
+        self.windows = windows if windows is not None else WindowConfig()
+        self.window_frames, self.context_frames, self.crossfade_frames = self.windows.frames(self.frame_rate)
+        self.whole = whole
 
     # ---- description -------------------------------------------------------------------
     @property
@@ -262,8 +274,8 @@ class OnnxCodec:
 
     # ---- encode --------------------------------------------------------------------------
     def _encoder_counts(self, num_samples: int) -> int:
-        """Samples of an item the padding mask marks: X-Codec2 and NeuCodec add one zero ("always pad")."""
-        return num_samples + 1 if self.codec in ("xcodec2", "neucodec") else num_samples
+        """Samples of an item the padding mask marks: X-Codec2, NeuCodec and DistillNeuCodec add one zero ("always pad")."""
+        return num_samples + 1 if self.codec in ("xcodec2", "neucodec", "distill_neucodec") else num_samples
 
     def _batches(self, sizes: Sequence[int], rate: int) -> list[list[int]]:
         """Indices grouped longest first, at most ``max_batch_seconds`` of padded audio per call."""
@@ -299,15 +311,74 @@ class OnnxCodec:
         """
         self.check_bandwidth(bandwidth)
         codebooks = self._codebooks_for(bandwidth)
-        results: list[np.ndarray | None] = [None] * len(items)
-        sizes = [item.waveform.shape[-1] for item in items]
-        for batch in self._batches(sizes, self.input_sample_rate):
-            encoded = self._encode_batch([items[i].waveform for i in batch], codebooks)
-            for index, codes in zip(batch, encoded, strict=True):
-                if codes.shape[-1] == 0:
-                    raise AudioError(f"{items[index].source}: too short for {self.codec}, no code frame")
+        hop = self.input_hop_length
+        encoded = self._windowed(
+            [item.waveform for item in items],
+            num_frames=lambda waveform: -(-waveform.shape[-1] // hop),
+            cut=lambda waveform, window: waveform[window.start * hop : window.stop * hop],
+            run_many=lambda segments: self._encode_many(segments, codebooks),
+            stitch=stitch_codes,
+            whole_up_to=self.window_frames,
+        )
+        for item, codes in zip(items, encoded, strict=True):
+            if codes.shape[-1] == 0:
+                raise AudioError(f"{item.source}: too short for {self.codec}, no code frame")
+        return [self._out(codes) for codes in encoded]
+
+    def _encode_many(self, waveforms: list[np.ndarray], codebooks: int) -> list[np.ndarray]:
+        results: list[np.ndarray | None] = [None] * len(waveforms)
+        sizes = [w.shape[-1] for w in waveforms]
+        groups = [list(range(len(waveforms)))]
+        if self.codec == "distill_neucodec":
+            # Its encoder normalises over the whole padded input (GroupNorm, GRN), so an item
+            # runs only with items of its own padded length (as the model's tokenize does).
+            hop = self.input_hop_length
+            by_length: dict[int, list[int]] = {}
+            for index, size in enumerate(sizes):
+                by_length.setdefault(-(-self._encoder_counts(size) // hop), []).append(index)
+            groups = list(by_length.values())
+        batches = [
+            [group[i] for i in batch]
+            for group in groups
+            for batch in self._batches([sizes[i] for i in group], self.input_sample_rate)
+        ]
+        for batch in batches:
+            for index, codes in zip(
+                batch, self._encode_batch([waveforms[i] for i in batch], codebooks), strict=True
+            ):
                 results[index] = codes
-        return [self._out(codes) for codes in results if codes is not None]
+        return [codes for codes in results if codes is not None]
+
+    def _windowed(
+        self,
+        items: Sequence[np.ndarray],
+        num_frames: Callable[[np.ndarray], int],
+        cut: Callable[[np.ndarray, Window], np.ndarray],
+        run_many: Callable[[list[np.ndarray]], list[np.ndarray]],
+        stitch: Callable[[list[Window], list[np.ndarray]], np.ndarray],
+        whole_up_to: int,
+    ) -> list[np.ndarray]:
+        """:meth:`xcodec.api.Codec._windowed` in numpy: plan every item, run all windows together, stitch.
+
+        An item that fits in one window (or every item, with ``whole=True``) runs whole.
+        """
+        plans = [
+            [Window(0, num_frames(item), 0, None)]
+            if self.whole
+            else plan_windows(
+                num_frames(item), self.window_frames, self.context_frames, whole_up_to=whole_up_to
+            )
+            for item in items
+        ]
+        segments: list[np.ndarray] = []
+        for item, plan in zip(items, plans, strict=True):
+            segments.extend([item] if len(plan) == 1 else [cut(item, window) for window in plan])
+        outputs = iter(run_many(segments))
+        results = []
+        for plan in plans:
+            pieces = [next(outputs) for _ in plan]
+            results.append(pieces[0] if len(plan) == 1 else stitch(plan, pieces))
+        return results
 
     def encode(
         self, inputs: Any, sampling_rate: int | None = None, *, bandwidth: float | None = None
@@ -376,8 +447,26 @@ class OnnxCodec:
         return self._out(array.astype(np.int64))
 
     def decode_checked(self, codes: Sequence[Any]) -> list[Any]:
-        """Decode checked codes; one (samples,) float32 array each, ``frames * hop_length`` samples."""
+        """Decode checked codes; one (samples,) float32 array each, ``frames * hop_length`` samples.
+
+        Items longer than one window are decoded in overlapping windows joined by a cross-fade.
+        """
         arrays = [np.asarray(c.numpy() if hasattr(c, "numpy") else c, dtype=np.int64) for c in codes]
+        hop = self.hop_length
+        decoded = self._windowed(
+            arrays,
+            num_frames=lambda item: int(item.shape[-1]),
+            cut=lambda item, window: item[:, window.start : window.stop],
+            run_many=self._decode_many,
+            stitch=lambda plan, pieces: stitch_audio(plan, pieces, hop, self.crossfade_frames),
+            # Codes of audio that fit one window decode whole too (as Codec.decode_checked).
+            whole_up_to=codes_frames_for(
+                self.codec, self.window_frames * self.input_hop_length, self.input_hop_length
+            ),
+        )
+        return [self._out(audio) for audio in decoded]
+
+    def _decode_many(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         session = self._session("decoder")
         results: list[np.ndarray | None] = [None] * len(arrays)
         # Items with one codebook count batch together (X-Codec's graph takes one count per call).
@@ -401,7 +490,7 @@ class OnnxCodec:
                 )
                 for slot, index in enumerate(chosen):
                     results[index] = np.ascontiguousarray(audio[slot, 0, : int(padding_mask[slot].sum())])
-        return [self._out(audio) for audio in results if audio is not None]
+        return [audio for audio in results if audio is not None]
 
     def decode(self, codes: Any) -> list[Any] | Any:
         """Codes -> audio, as :meth:`xcodec.api.Codec.decode`: one (num_codebooks, frames) item or a list."""
