@@ -34,12 +34,14 @@ import torch
 
 from xcodec.base import CodecModel
 from xcodec.errors import ArgumentError
+from xcodec.layers.alias_free import AntiAliasedActivation1d
 from xcodec.layers.local_attention import LocalSelfAttention
 from xcodec.models.distill_neucodec import DistillNeuCodecModel
 from xcodec.models.neucodec import NeuCodecModel
 from xcodec.models.xcodec import XcodecModel
 from xcodec.models.xcodec2 import Xcodec2Model
 from xcodec.onnx.graphs import (
+    antialiased_activation,
     decoder_graph,
     encoder_graph,
     local_window_attention,
@@ -128,8 +130,10 @@ def codec_kind(model: CodecModel) -> str:
 @contextlib.contextmanager
 def _whole_runs(model: CodecModel) -> Iterator[None]:
     """Run the chunked stages whole while exporting (their chunk loops are Python over lengths),
-    W2V-BERT's attention as :func:`~xcodec.onnx.graphs.relative_key_attention`
-    and DistillNeuCodec's local attention as :func:`~xcodec.onnx.graphs.local_window_attention`.
+    W2V-BERT's attention as :func:`~xcodec.onnx.graphs.relative_key_attention` and
+    DistillNeuCodec's local attention as :func:`~xcodec.onnx.graphs.local_window_attention`
+    and X-Codec2's anti-aliased activations as :func:`~xcodec.onnx.graphs.antialiased_activation`
+    (no in-place writes: their scatters dominated the encoder's onnxruntime time).
 
     The chunk sizes only trade memory on long CPU inputs: outputs are the same either way
     (tests/test_fast_paths.py). Restored afterwards, so the caller's model is unchanged.
@@ -146,6 +150,9 @@ def _whole_runs(model: CodecModel) -> Iterator[None]:
         if isinstance(module, RelativeKeySelfAttention):
             # An instance attribute shadows the class's forward for this export only.
             module.forward = functools.partial(relative_key_attention, module)  # type: ignore[method-assign]
+            patched.append(module)
+        if isinstance(module, AntiAliasedActivation1d):
+            module.forward = functools.partial(antialiased_activation, module)  # type: ignore[method-assign]
             patched.append(module)
         if isinstance(module, LocalSelfAttention):
             module.forward = functools.partial(local_window_attention, module)  # type: ignore[method-assign]
