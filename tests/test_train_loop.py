@@ -140,6 +140,8 @@ def test_200_steps_lower_the_mel_loss(long_run: Path) -> None:
     first, last = float(np.mean(mel[:10])), float(np.mean(mel[-10:]))
     assert last <= 0.7 * first, (first, last)
     assert "loss/adversarial" in losses[181] and "loss/adversarial" not in losses[180]
+    # The FSQ input normalisation's scale penalty (issue 12) is a logged loss term.
+    assert "loss/fsq_drift" in losses[1] and "loss/fsq_drift" in losses[200]
     # Codebook usage is logged every step (distinct codes among the batch's frames); at the
     # fresh init the frames spread over many codes.
     records = [json.loads(line) for line in (long_run / "metrics.jsonl").read_text().splitlines()]
@@ -237,9 +239,15 @@ def test_two_process_gloo_matches_one_process(corpus: Path, uninterrupted: Path,
     subprocess.run([*torchrun, *command[1:]], check=True, env=env, capture_output=True, timeout=900)
     straight, ddp = _losses(uninterrupted), _losses(out)
     assert sorted(ddp) == [1, 2, 3] and "loss/discriminator" in ddp[3]
+    assert "loss/fsq_drift" in ddp[3]  # the global-batch FSQ input statistics ran (all-reduced)
     for step in (1, 2, 3):
         for key, value in straight[step].items():
-            assert abs(ddp[step][key] - value) <= 1e-5 * max(1.0, abs(value)), (
+            # The drift penalty is computed on the raw FSQ input digits, before the
+            # normalisation that hides them from every other term; there one process and
+            # two differ by up to 2.7e-5 relative by step 3 (measured), the other terms by
+            # at most 2e-6. The generator total, which includes it, keeps 1e-5.
+            tolerance = 1e-4 if key == "loss/fsq_drift" else 1e-5
+            assert abs(ddp[step][key] - value) <= tolerance * max(1.0, abs(value)), (
                 step,
                 key,
                 ddp[step][key],

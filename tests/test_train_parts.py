@@ -618,11 +618,22 @@ def test_fsq_input_norm_standardises_and_ignores_a_common_shift_and_gain() -> No
     assert raw.grad is not None
     common = raw.grad.reshape(-1, 4).sum(0)
     assert float(common.abs().max()) < 1e-4 * float(raw.grad.abs().max())
+    # The drift penalty: mean over digits of mean^2 + log(variance)^2, zero when standardised.
+    flat_in = digits.reshape(-1, 4)
+    hand = flat_in.mean(0).square() + flat_in.var(0, unbiased=False).log().square()
+    assert norm.drift_penalty is not None
+    assert math.isclose(float(norm.drift_penalty), float(hand.mean()), rel_tol=1e-4)
+    assert float(norm.drift_penalty) > 1.0
+    unit = FsqInputNorm(4).train()
+    unit(out)
+    assert unit.drift_penalty is not None and float(unit.drift_penalty) < 1e-4
     # The first batch sets the running statistics; later ones move them by the momentum.
     assert torch.allclose(norm.running_mean, digits.reshape(-1, 4).mean(0))
     before = norm.running_mean.clone()
     norm(digits + 10.0)
     assert torch.allclose(norm.running_mean, before + 1.0)
+    norm.eval()(digits)
+    assert norm.drift_penalty is None
     with pytest.raises(ValueError, match="momentum"):
         FsqInputNorm(4, momentum=0.0)
 

@@ -14,6 +14,13 @@ Data path (training; F frames, D = len(quantization_levels) digits)::
     digits --standardise per digit over all B x F frames (global batch under DDP)--> (B, F, D)
     --bound (twice, as the model does)--> round (straight-through) --> project_out
 
+Left alone, the raw digits' offset and scale drift freely once the loss no longer depends
+on them: the gradient along those directions is rounding noise, which Adam scales up to
+full-size steps (measured: a per-digit spread of 5e5 after 200 tiny steps, which would
+overflow fp16). :attr:`FsqInputNorm.drift_penalty` (recipe ``loss_weights.fsq_drift``)
+holds the raw digits near zero mean and unit spread, so the normalisation stays close to
+the identity and the folded weights close to the trained ones.
+
 The running mean and variance (exponential average, as BatchNorm keeps) are folded into
 ``project_in`` for inference (:meth:`FsqInputNorm.folded`): ``(W x + b - mean) / std`` is
 again one ``Linear``, so a checkpoint this writes has the X-Codec2 layout and the FSQ math
@@ -56,6 +63,9 @@ class FsqInputNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(digits))
         self.register_buffer("running_var", torch.ones(digits))
         self.register_buffer("num_batches", torch.zeros((), dtype=torch.long))
+        # mean over digits of batch mean^2 + log(batch variance)^2 of the last training call
+        # (None in eval): zero for zero-mean, unit-spread raw digits; a loss term keeps them so.
+        self.drift_penalty: torch.Tensor | None = None
 
     def forward(self, digits: torch.Tensor) -> torch.Tensor:
         """digits: (batch, frames, D) float32 -> (batch, frames, D) standardised per digit."""
@@ -69,8 +79,10 @@ class FsqInputNorm(nn.Module):
                     self.running_mean.lerp_(mean.detach(), self.momentum)
                     self.running_var.lerp_(var.detach(), self.momentum)
                 self.num_batches.add_(1)
+            self.drift_penalty = (mean.square() + (var + self.eps).log().square()).mean()
         else:
             mean, var = self.running_mean, self.running_var
+            self.drift_penalty = None
         return (digits - mean) / (var + self.eps).sqrt()
 
     @torch.no_grad()

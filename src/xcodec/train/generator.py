@@ -55,12 +55,15 @@ class GeneratorOutput:
     semantic_target: (batch, frames, semantic_hidden) the frozen W2V-BERT's
         ``hidden_states[16]`` (no gradient).
     codes: (batch, frames) int32 FSQ indices (no gradient; for codebook-usage metrics).
+    fsq_drift_penalty: () the FSQ input normalisation's drift penalty (training with
+        ``fsq_input_norm`` only, else None; see :class:`~xcodec.train.fsq_norm.FsqInputNorm`).
     """
 
     audio: torch.Tensor
     semantic_pred: torch.Tensor
     semantic_target: torch.Tensor
     codes: torch.Tensor
+    fsq_drift_penalty: torch.Tensor | None = None
 
 
 class TrainableXcodec2(nn.Module):
@@ -245,4 +248,5 @@ class TrainableXcodec2(nn.Module):
             semantic_pred=semantic_pred,
             semantic_target=semantic_target,
             codes=encoded.audio_codes[:, 0, :].detach(),
+            fsq_drift_penalty=None if norm is None else norm.drift_penalty,
         )

@@ -4,7 +4,8 @@ One step (global batch B of ``segment`` samples, split over ``world_size`` ranks
 
     audio (B / world, segment) --generator--> out.audio, semantic_pred, semantic_target
     step >= gan_start_step: D loss(D(audio), D(out.audio.detach())) -> backward, clip, AdamW step
-    G loss = mel * w.mel + semantic * w.semantic [+ adv * w.adv + fm * w.fm] -> backward, clip, AdamW step
+    G loss = mel * w.mel + semantic * w.semantic [+ adv * w.adv + fm * w.fm] [+ fsq_drift * w.fsq_drift]
+             -> backward, clip, AdamW step
 
 Under ``torchrun`` (WORLD_SIZE > 1) the generator and the discriminators are wrapped in
 DistributedDataParallel (gloo on CPU, nccl on GPU); every rank draws its share of the same
@@ -216,6 +217,9 @@ def train(recipe: TrainRecipe, options: TrainOptions) -> dict[str, float]:
             losses["mel"] = mel_loss(out.audio.float(), audio)
             losses["semantic"] = semantic_loss(out.semantic_pred.float(), out.semantic_target.float())
             g_loss = w.mel * losses["mel"] + w.semantic * losses["semantic"]
+            if out.fsq_drift_penalty is not None and w.fsq_drift > 0:
+                losses["fsq_drift"] = out.fsq_drift_penalty
+                g_loss = g_loss + w.fsq_drift * losses["fsq_drift"]
             if gan:
                 discriminators.requires_grad_(False)
                 fake_logits, fake_maps = discriminators(fake)

@@ -53,12 +53,16 @@ class LossWeights:
     """Weight of each generator loss term (original: mel 15, adversarial 1, feature matching 1, semantic 5).
 
     FSQ has no codebook, so there is no commitment loss. The discriminator loss has weight 1.
+    ``fsq_drift`` is not in the original: with ``fsq_input_norm`` on, the weight of the
+    penalty that keeps the raw FSQ input digits near zero mean and unit spread
+    (:class:`~xcodec.train.fsq_norm.FsqInputNorm`; issue 12; no effect when off).
     """
 
     mel: float = 15.0
     adv: float = 1.0
     fm: float = 1.0
     semantic: float = 5.0
+    fsq_drift: float = 0.0
 
 
 @dataclasses.dataclass
