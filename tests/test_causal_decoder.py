@@ -249,3 +249,25 @@ def test_streaming_recipe_switches_an_init_checkpoint_to_the_causal_decoder(tmp_
     # A key that changes a shape fails the strict load, naming the parameters.
     with pytest.raises(XcodecError, match=r"mlp\.fc1\.weight"):
         load_init(str(tmp_path / "base"), {"intermediate_size": 96}, seed=0)
+
+
+def test_packaged_streaming_demo_keeps_the_demo_tokens_and_streams_exactly():
+    """xcodec2-demo-streaming: the demo's encoder and FSQ as they are (same tokens), a causal decoder."""
+    import xcodec
+    from xcodec.checkpoints.common import packaged_checkpoint
+
+    folder = packaged_checkpoint("xcodec2-demo-streaming")
+    assert folder is not None and (folder / "model.safetensors").stat().st_size <= 12_000_000
+    streaming_demo = xcodec.load("xcodec2-demo-streaming").model
+    demo = xcodec.load("xcodec2-demo").model
+    assert streaming_demo.config.decoder_causal and not demo.config.decoder_causal
+    own, base = streaming_demo.state_dict(), demo.state_dict()
+    assert own.keys() == base.keys()
+    decoder = ("acoustic_decoder.", "quantizer.project_out.")
+    assert all(torch.equal(own[k], base[k]) for k in own if not k.startswith(decoder))  # same tokens
+    assert any(not torch.equal(own[k], base[k]) for k in own if k.startswith(decoder))  # a trained decoder
+    codes = _codes(streaming_demo, 30, seed=51)
+    pieces = list(
+        xcodec.load("xcodec2-demo-streaming").stream_decode([codes[0, :, i : i + 2] for i in range(0, 30, 2)])
+    )
+    assert_close_to_peak(torch.cat(pieces)[None], _offline(streaming_demo, codes), EXACT)

@@ -49,7 +49,7 @@ _HUB_PATTERNS = ["*.json", "*.safetensors", "*.yaml", "*.pth", "*.ckpt", "*.bin"
 
 # Checkpoints shipped inside the package (src/xcodec/pretrained/<name>/), found by bare
 # name with no network: the offline default of scripts/main_job.sh (issue 13).
-PACKAGED_CHECKPOINTS = ("xcodec2-demo",)
+PACKAGED_CHECKPOINTS = ("xcodec2-demo", "xcodec2-demo-streaming")
 
 
 def packaged_checkpoint(name: str) -> Path | None:
