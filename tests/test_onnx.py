@@ -111,9 +111,15 @@ def spread_rvq_codes_(model: XcodecModel, seed: int = 1) -> None:
         del model.quantizer.encode
     frames = captured[0][0].T  # (frames, dim)
     embed = model.quantizer.stages[0].codebook.embed
-    pick = torch.randperm(frames.shape[0], generator=generator)[: embed.shape[0]]
+    if frames.shape[0] >= embed.shape[0]:
+        pick = torch.randperm(frames.shape[0], generator=generator)[: embed.shape[0]]
+        rows = frames[pick]
+    else:
+        # Full size (1024 codes, 100 frames): frames drawn again, nudged apart.
+        pick = torch.randint(0, frames.shape[0], (embed.shape[0],), generator=generator)
+        rows = frames[pick] + 0.05 * frames.std() * torch.randn(embed.shape, generator=generator)
     with torch.no_grad():
-        embed.copy_(frames[pick])
+        embed.copy_(rows)
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -495,17 +501,13 @@ def _fsq_pre_round(model: CodecModel, waveform: np.ndarray) -> torch.Tensor:
     return captured[0][0]
 
 
-@pytest.mark.slow
-def test_encoder_codes_equal_torch_alone(exported_encoder: tuple[CodecModel, Path]) -> None:
+def _assert_codes_equal_alone(model: CodecModel, folder: Path, waveforms: list[np.ndarray]) -> None:
     """ONNX codes of a padded batch = each item's PyTorch codes alone, but at proven near-ties (capped share)."""
     from _asserts import assert_codes_vary, assert_tie_share
 
     from xcodec.onnx.runtime import OnnxCodec
 
-    model, folder = exported_encoder
     codec = OnnxCodec(folder)
-    lengths = [16000 * 3, 400, 7001, 16000]
-    waveforms = _waveforms(lengths, seed=3)
     actual = codec.encode(waveforms, sampling_rate=model.input_sample_rate)
     differing = total = 0
     for waveform, codes in zip(waveforms, actual, strict=True):
@@ -525,6 +527,76 @@ def test_encoder_codes_equal_torch_alone(exported_encoder: tuple[CodecModel, Pat
             differing += len(mismatch)
     assert_codes_vary(torch.from_numpy(np.concatenate([c.reshape(-1) for c in actual])), min_distinct=4)
     assert_tie_share(differing, total, what="ONNX encoder codes")
+
+
+@pytest.mark.slow
+def test_encoder_codes_equal_torch_alone(exported_encoder: tuple[CodecModel, Path]) -> None:
+    """ONNX codes of a padded batch = each item's PyTorch codes alone, but at proven near-ties (capped share)."""
+    model, folder = exported_encoder
+    _assert_codes_equal_alone(model, folder, _waveforms([16000 * 3, 400, 7001, 16000], seed=3))
+
+
+# ---------------------------------------------------------------- full-size configs (slow: exports take long here)
+
+FULL_SIZE_KINDS = ("xcodec2", "neucodec", "distill_neucodec", "xcodec")
+
+
+def full_size_model(kind: str) -> CodecModel:
+    """A random full-size model (the published configs), its quantiser input spread so codes vary."""
+    from xcodec.configs.xcodec2 import Xcodec2Config
+    from xcodec.models.xcodec2 import Xcodec2Model
+
+    torch.manual_seed(0)
+    model: CodecModel
+    if kind == "xcodec2":
+        model = Xcodec2Model(Xcodec2Config())
+    elif kind == "neucodec":
+        model = NeuCodecModel(NeuCodecConfig())
+    elif kind == "distill_neucodec":
+        model = DistillNeuCodecModel(DistillNeuCodecConfig())
+    else:
+        model = XcodecModel(XcodecConfig())
+    model.eval()
+    if isinstance(model, XcodecModel):
+        spread_rvq_codes_(model)
+    else:
+        standardise_fsq_input_(model)  # type: ignore[arg-type]
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", FULL_SIZE_KINDS)
+def test_full_size_decoder_matches_torch(kind: str, tmp_path: Path) -> None:
+    """Full-size decoder graph: a padded batch (250 and 37 frames) within 1e-4 of each item's PyTorch decode alone."""
+    model = full_size_model(kind)
+    folder = export_onnx(model, tmp_path / kind, part="decoder")
+    session = ort.InferenceSession(str(folder / "decoder.onnx"))
+    lengths = [250, 37]
+    items = [_codes(model, n, seed=50 + i) for i, n in enumerate(lengths)]
+    codes = torch.zeros(2, model.num_codebooks, 250, dtype=torch.long)
+    mask = torch.zeros(2, 250, dtype=torch.long)
+    for index, item in enumerate(items):
+        codes[index, :, : item.shape[1]] = item
+        mask[index, : item.shape[1]] = 1
+    audio, _ = _run_decoder(session, codes, mask)
+    for index, item in enumerate(items):
+        expected = _torch_decode(model, item)
+        assert_not_near_zero(expected)
+        assert_close_to_peak(audio[index, 0, : expected.shape[-1]], expected, what=f"{kind} item {index}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", FULL_SIZE_KINDS)
+def test_full_size_encoder_codes_match_torch(kind: str, tmp_path: Path, audio_dir: Path) -> None:
+    """Full-size encoder graph on real speech and noise, padded batch: each item's PyTorch codes alone (near-tie rule)."""
+    import soundfile as sf
+    import soxr
+
+    model = full_size_model(kind)
+    folder = export_onnx(model, tmp_path / kind, part="encoder")
+    speech, rate = sf.read(audio_dir / "speech_en.flac", dtype="float32", always_2d=True)
+    speech = soxr.resample(speech.mean(axis=1), rate, model.input_sample_rate).astype(np.float32)
+    _assert_codes_equal_alone(model, folder, [speech, *_waveforms([7001, 400], seed=4)])
 
 
 @pytest.mark.slow

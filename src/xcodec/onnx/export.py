@@ -376,7 +376,48 @@ def convert_float16(path: Path) -> None:
         op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FLOAT32_OPS],
         node_block_list=kept,
     )
+    _skip_float16_round_trips(converted.graph)
     onnx.save(converted, str(path))
+
+
+def _skip_float16_round_trips(graph: Any) -> None:
+    """Let float32 nodes read each other's float32 outputs directly, in place.
+
+    The converter stores every float tensor between two nodes as float16, kept nodes
+    included: it casts a kept node's output to float16 and back to float32 before the next
+    kept node, which would round the whole "float32" region at every step and overflow
+    on sample counts past 65504 (the encoders' length arithmetic). A Cast to float32 whose
+    input is such an added cast to float16 is replaced by the float32 tensor; the casts
+    left unread are removed.
+    """
+    import onnx
+
+    def cast_to(node: Any) -> int | None:
+        if node.op_type != "Cast":
+            return None
+        return next((int(a.i) for a in node.attribute if a.name == "to"), None)
+
+    producer = {output: node for node in graph.node for output in node.output}
+    replace: dict[str, str] = {}
+    for node in graph.node:
+        if cast_to(node) == onnx.TensorProto.FLOAT:
+            source = producer.get(node.input[0])
+            # The converter names the casts it adds after a float32 node's output so; a model's
+            # own int -> float casts, turned into casts to float16, keep their names.
+            if source is not None and source.name.endswith("_cast_to_fp16_node"):
+                replace[node.output[0]] = source.input[0]
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in replace:
+                node.input[index] = replace[name]
+    outputs = {output.name for output in graph.output}
+    while True:
+        read = {name for node in graph.node for name in node.input} | outputs
+        unread = [n for n in graph.node if n.op_type == "Cast" and not any(o in read for o in n.output)]
+        if not unread:
+            break
+        for node in unread:
+            graph.node.remove(node)
 
 
 def default_cache_dir() -> Path:
