@@ -271,3 +271,15 @@ def test_packaged_streaming_demo_keeps_the_demo_tokens_and_streams_exactly():
         xcodec.load("xcodec2-demo-streaming").stream_decode([codes[0, :, i : i + 2] for i in range(0, 30, 2)])
     )
     assert_close_to_peak(torch.cat(pieces)[None], _offline(streaming_demo, codes), EXACT)
+
+
+def test_neucodec_causal_decoder_streams_exactly():
+    """NeuCodec shares the decoder and the switch: its 24 kHz head (hop 480) streams exactly too."""
+    values = {**tiny_xcodec2_config(decoder_causal=True, decoder_attention_window=4).to_dict()}
+    values.pop("model_type")
+    torch.manual_seed(6)
+    model = NeuCodecModel(NeuCodecConfig.from_dict(values)).eval()
+    perturb_(model, 6)
+    assert model.hop_length == 480
+    codes = _codes(model, 24, seed=61)
+    assert_close_to_peak(_streamed(model, codes, [1, 2, 3, 7, 11]), _offline(model, codes), EXACT)
