@@ -46,7 +46,9 @@ def add_export_onnx_command(subparsers: Any) -> None:
         "export-onnx",
         help="export a codec to ONNX (encoder.onnx, decoder.onnx, config.json) for onnxruntime",
     )
-    p.add_argument("model", help="hub id or local checkpoint folder (X-Codec2, NeuCodec or X-Codec)")
+    p.add_argument(
+        "model", help="hub id or local checkpoint folder (X-Codec2, NeuCodec, DistillNeuCodec or X-Codec)"
+    )
     p.add_argument("out_dir", type=Path, help="output folder; `xcodec.load(OUT_DIR)` runs it on onnxruntime")
     p.add_argument("--part", choices=["encoder", "decoder", "both"], default="both")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or later (default 18)")

@@ -3,7 +3,8 @@
 An export folder holds ``decoder.onnx`` (and, once exported, ``encoder.onnx``) and
 ``config.json``::
 
-    {"format": "xcodec-onnx", "format_version": 1, "codec": "xcodec2" | "neucodec" | "xcodec",
+    {"format": "xcodec-onnx", "format_version": 1,
+     "codec": "xcodec2" | "neucodec" | "distill_neucodec" | "xcodec",
      "sample_rate": ..., "input_sample_rate": ..., "hop_length": ..., "input_hop_length": ...,
      "frame_rate": ..., "num_codebooks": ..., "codebook_size": ..., "bandwidths": [...],
      "opset": ..., "dtype": "float32" | "float16", "quantize": null | "int8",
@@ -273,6 +274,8 @@ def export_onnx(
     quantize: str | None = None,
 ) -> Path:
     """Export ``model``'s decoder (and encoder) to ``out_dir``; returns the folder.
+
+    X-Codec2, NeuCodec, DistillNeuCodec and X-Codec.
 
     part: "decoder", "encoder" or "both". opset: the ONNX opset (18 or later).
     dtype: "float32", or "float16" (:func:`convert_float16`: half the file size; lossy,

@@ -10,8 +10,8 @@ Differences from the PyTorch :class:`~xcodec.api.Codec`: results are numpy array
 (``tensors=True`` gives torch tensors, for callers that already use torch, such as the
 CLI). Long items are cut into the PyTorch codec's overlapping windows (``windows=``, a
 :class:`~xcodec.windowing.WindowConfig`, 30 s by default; :mod:`xcodec.onnx.windows`), so
-both backends give the same codes and audio for them too; ``windows=None`` with
-``whole=True`` runs every item whole instead (the graphs have no length cap). Every item
+both backends give the same codes and audio for them too; ``whole=True`` runs every
+item whole instead (the graphs have no length cap). Every item
 of a padded batch gets exactly its alone-run codes and audio, through the graphs' masks.
 """
 
