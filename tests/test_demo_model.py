@@ -73,7 +73,8 @@ def test_demo_reconstructs_an_unseen_sentence_offline(offline: None) -> None:
     with torch.no_grad():
         codes = model.encode(padded[None, None]).audio_codes
         decoded = model.decode(audio_codes=codes).audio_values[0, 0, : audio.numel()]
-    assert_codes_vary(codes, min_distinct=10)  # measured: 18 distinct codes in 162 frames
+    # Measured: 86 distinct codes in 162 frames (18 before the FSQ input normalisation).
+    assert_codes_vary(codes, min_distinct=10)
     assert_not_near_zero(decoded)
     correlation = _log_mel_correlation(audio, decoded)
     assert correlation >= MIN_LOG_MEL_CORRELATION, f"log-mel correlation {correlation:.3f}"
