@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xcodec.layers.transformer import SelfAttention, apply_rotary
+from xcodec.layers.transformer import SelfAttention
 from xcodec.ops.streaming import StreamingModule, StreamingState
 
 __all__ = [
@@ -157,13 +157,8 @@ class CausalSelfAttention(SelfAttention, StreamingModule[KVCacheState]):
         """x: (batch, time, hidden); attention_mask: bool key mask broadcastable to
         (batch, heads, time, time) (padded frames of a batch), combined with the causal window.
         Streaming: x holds the next frames; ``attention_mask`` must be None."""
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        if rotary is not None:
-            cos, sin = rotary
-            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        T = x.shape[1]
+        q, k, v = self._project(x, rotary)
         state = self.streaming_state
         if state is not None:
             if attention_mask is not None:
@@ -179,16 +174,4 @@ class CausalSelfAttention(SelfAttention, StreamingModule[KVCacheState]):
             # otherwise have no key at all and turn NaN (valid frames never see it: causal).
             itself = sliding_window_mask(T, k.shape[2], 1, x.device)
             mask = mask & (attention_mask | itself)
-        if self.num_kv_heads != self.num_heads:
-            repeats = self.num_heads // self.num_kv_heads
-            k = k.repeat_interleave(repeats, dim=1)
-            v = v.repeat_interleave(repeats, dim=1)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            scale=self.head_dim**-0.5,
-        )
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim))
+        return self._attend(q, k, v, mask)

@@ -90,6 +90,13 @@ class SelfAttention(nn.Module):
         """x: (batch, time, hidden); rotary: cos/sin broadcastable to (batch, heads, time, head_dim);
         attention_mask: bool broadcastable to (batch, heads, time, time), True where a query may
         attend a key (e.g. :func:`xcodec.ops.masking.attention_key_mask`), or None."""
+        q, k, v = self._project(x, rotary)
+        return self._attend(q, k, v, attention_mask)
+
+    def _project(
+        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: (batch, time, hidden) -> q (batch, heads, time, head_dim), k and v (batch, kv_heads, time, head_dim)."""
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -97,6 +104,13 @@ class SelfAttention(nn.Module):
         if rotary is not None:
             cos, sin = rotary
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        return q, k, v
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """q (batch, heads, time, head_dim), k/v (batch, kv_heads, keys, head_dim) -> (batch, time, hidden)."""
+        B, _, T, _ = q.shape
         if self.num_kv_heads != self.num_heads:
             repeats = self.num_heads // self.num_kv_heads
             k = k.repeat_interleave(repeats, dim=1)
@@ -105,7 +119,7 @@ class SelfAttention(nn.Module):
             q,
             k,
             v,
-            attn_mask=attention_mask,
+            attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             scale=self.head_dim**-0.5,
         )
