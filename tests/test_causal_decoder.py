@@ -14,6 +14,8 @@ import random
 import pytest
 import torch
 from _asserts import assert_close_to_peak, assert_codes_vary, assert_not_near_zero
+from _stream import offline_decode as _offline
+from _stream import streamed_decode
 from _tiny import perturb_, standardise_fsq_input_, tiny_xcodec2, tiny_xcodec2_config
 
 from xcodec.api import Codec
@@ -52,25 +54,8 @@ def _codes(model: Xcodec2Model, frames: int, batch: int = 1, seed: int = 0) -> t
     return codes
 
 
-def _offline(model: Xcodec2Model, codes: torch.Tensor, **kwargs) -> torch.Tensor:
-    with torch.inference_mode():
-        return model.decode(codes, **kwargs).audio_values[:, 0]
-
-
 def _streamed(model: Xcodec2Model, codes: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    stream = decoder_stream(model, codes.shape[0])
-    assert isinstance(stream, CausalXcodec2Stream)
-    pieces, start = [], 0
-    for size in sizes:
-        piece = stream.push(
-            codes[:, :, start : start + size] if codes.shape[0] > 1 else codes[0, :, start : start + size]
-        )
-        pieces.append(piece if codes.shape[0] > 1 else piece[None])
-        start += size
-    assert start == codes.shape[2]
-    tail = stream.flush()
-    pieces.append(tail if codes.shape[0] > 1 else tail[None])
-    return torch.cat(pieces, dim=1)
+    return streamed_decode(model, codes, sizes, stream_type=CausalXcodec2Stream)
 
 
 def test_config_keys_round_trip_and_stay_out_of_bidirectional_checkpoints(tmp_path):

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 from _asserts import assert_close_to_peak, assert_codes_vary
+from _stream import offline_decode as _offline
+from _stream import streamed_decode as _streamed
 from _tiny import perturb_, tiny_xcodec2, tiny_xcodec_dict
 
 from xcodec.api import Codec
@@ -47,26 +49,6 @@ def _codes(model, frames: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
     codes = torch.randint(0, model.codebook_size, (batch, model.num_codebooks, frames), generator=generator)
     assert_codes_vary(codes)
     return codes
-
-
-def _offline(model, codes: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model.decode(codes).audio_values[:, 0]
-
-
-def _streamed(model, codes: torch.Tensor, sizes: list[int], **options) -> torch.Tensor:
-    stream = decoder_stream(model, codes.shape[0], **options)
-    pieces, start = [], 0
-    for size in sizes:
-        piece = stream.push(
-            codes[:, :, start : start + size] if codes.shape[0] > 1 else codes[0, :, start : start + size]
-        )
-        pieces.append(piece if codes.shape[0] > 1 else piece[None])
-        start += size
-    assert start == codes.shape[2]
-    last = stream.flush()
-    pieces.append(last if codes.shape[0] > 1 else last[None])
-    return torch.cat(pieces, dim=1)
 
 
 def _chunking(total: int, size: int) -> list[int]:
