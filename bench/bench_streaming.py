@@ -125,6 +125,45 @@ def run_grid(args: argparse.Namespace) -> None:
     _write(args.output, "bench_streaming_grid", lines)
 
 
+def measure(model: Any, codes: torch.Tensor, chunk: int) -> dict[str, float]:
+    """Push ``codes`` (codebooks, frames) ``chunk`` frames at a time into ``decoder_stream(model)``; timings.
+
+    first_frames: frames pushed when audio first came out; first_ms: that push's compute;
+    push_ms: median of the later pushes; RTF = compute / audio duration; latency_frames:
+    the stream's own look-ahead.
+    """
+    from xcodec.streaming import decoder_stream
+
+    stream = decoder_stream(model)
+    frames = codes.shape[1]
+    first: float | None = None
+    first_frames = 0
+    later: list[float] = []
+    total = 0.0
+    for start in range(0, frames, chunk):
+        began = time.perf_counter()
+        audio = stream.push(codes[:, start : start + chunk])
+        spent = time.perf_counter() - began
+        total += spent
+        if first is None and audio.numel():
+            first, first_frames = spent, min(frames, start + chunk)
+        elif first is not None:
+            later.append(spent)
+    began = time.perf_counter()
+    stream.flush()
+    total += time.perf_counter() - began
+    seconds = frames * model.hop_length / model.sample_rate
+    per_push = statistics.median(later) if later else float("nan")
+    return {
+        "first_frames": first_frames,
+        "first_ms": 1000 * (first or 0.0),
+        "push_ms": 1000 * per_push,
+        "rtf_steady": per_push / (chunk * model.hop_length / model.sample_rate),
+        "rtf_whole": total / seconds,
+        "latency_frames": getattr(stream, "latency_frames", 0),
+    }
+
+
 def run_latency(args: argparse.Namespace) -> None:
     from xcodec.configs.neucodec import NeuCodecConfig
     from xcodec.configs.xcodec import XcodecConfig
@@ -132,7 +171,6 @@ def run_latency(args: argparse.Namespace) -> None:
     from xcodec.models.neucodec import NeuCodecModel
     from xcodec.models.xcodec import XcodecModel
     from xcodec.models.xcodec2 import Xcodec2Model
-    from xcodec.streaming import decoder_stream
 
     torch.manual_seed(0)
     models = {
@@ -162,24 +200,10 @@ def run_latency(args: argparse.Namespace) -> None:
         codes = torch.randint(0, model.codebook_size, (model.num_codebooks, frames), generator=generator)
         offline(model, codes[:, :20])  # warm-up
         for chunk in args.chunks:
-            stream = decoder_stream(model)
-            first, later, total = None, [], 0.0
-            for start in range(0, frames, chunk):
-                began = time.perf_counter()
-                audio = stream.push(codes[:, start : start + chunk])
-                spent = time.perf_counter() - began
-                total += spent
-                if first is None and audio.numel():
-                    first = spent
-                elif first is not None:
-                    later.append(spent)
-            began = time.perf_counter()
-            stream.flush()
-            total += time.perf_counter() - began
-            rtf = total / seconds
+            result = measure(model, codes, chunk)
             row = (
-                f"| {name} | {chunk} | {stream.latency_frames} | {1000 * (first or 0):.0f} | "
-                f"{1000 * statistics.median(later):.0f} | {rtf:.2f} |"
+                f"| {name} | {chunk} | {result['latency_frames']} | {result['first_ms']:.0f} | "
+                f"{result['push_ms']:.0f} | {result['rtf_whole']:.2f} |"
             )
             lines.append(row)
             print(row, flush=True)

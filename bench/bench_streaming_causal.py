@@ -21,49 +21,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from _results import write_section
+from bench_streaming import measure
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def measure(model: Any, codes: torch.Tensor, chunk: int) -> dict[str, float]:
-    """Push ``codes`` (1, frames) ``chunk`` frames at a time; timings of the pushes."""
-    from xcodec.streaming import decoder_stream
-
-    stream = decoder_stream(model)
-    frames = codes.shape[1]
-    first: float | None = None
-    first_frames = 0
-    later: list[float] = []
-    total = 0.0
-    for start in range(0, frames, chunk):
-        began = time.perf_counter()
-        audio = stream.push(codes[:, start : start + chunk])
-        spent = time.perf_counter() - began
-        total += spent
-        if first is None and audio.numel():
-            first, first_frames = spent, min(frames, start + chunk)
-        elif first is not None:
-            later.append(spent)
-    began = time.perf_counter()
-    stream.flush()
-    total += time.perf_counter() - began
-    seconds = frames * model.hop_length / model.sample_rate
-    per_push = statistics.median(later) if later else float("nan")
-    return {
-        "first_frames": first_frames,
-        "first_ms": 1000 * (first or 0.0),
-        "push_ms": 1000 * per_push,
-        "rtf_steady": per_push / (chunk * model.hop_length / model.sample_rate),
-        "rtf_whole": total / seconds,
-    }
 
 
 def main() -> int:
